@@ -1,0 +1,32 @@
+//! The vocabulary every callscope crate shares: levels, categories, visibility, the
+//! attribute keys senders use, the call event catalogue, and the stored call-log record.
+//!
+//! Nothing here does I/O. The types mirror the product contract: what a sender puts on
+//! the wire (§1) and what the customer API answers (§3).
+//!
+//! ```
+//! use callscope_model::{events, Category, Level};
+//!
+//! let spec = events::AGENT_MESSAGE_SENT;
+//! assert_eq!(spec.category, Category::Agent);
+//! assert_eq!(spec.level, Level::Info);
+//! assert_eq!(Level::from_severity_number(17), Some(Level::Error));
+//! ```
+
+mod catalogue;
+mod category;
+mod error;
+mod id;
+pub mod keys;
+mod level;
+pub mod metrics;
+mod record;
+mod visibility;
+
+pub use catalogue::{CATALOGUE, CallOutcome, EventSpec, events, lookup_event};
+pub use category::Category;
+pub use error::ParseError;
+pub use id::RecordIdHasher;
+pub use level::Level;
+pub use record::{LogRecord, TenantRecord, Timestamp, TimestampError};
+pub use visibility::Visibility;

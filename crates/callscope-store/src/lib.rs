@@ -1,0 +1,1 @@
+//! callscope-store
