@@ -1,1 +1,126 @@
-//! callscope-api
+//! The customer API: call logs over HTTP, scoped by API key to one tenant.
+//!
+//! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
+//! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot
+//! forget to scope its query; another tenant's call answers 404 exactly as a call
+//! that does not exist. Errors share one JSON shape ([`ApiError`]).
+//!
+//! ```no_run
+//! # async fn demo(store: callscope_store::Store) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use callscope_api::{ApiState, KeyRing, key_sha256_hex, router};
+//!
+//! let keys = Arc::new(KeyRing::new());
+//! keys.insert(&key_sha256_hex("cs_demo_key"), "acme").expect("valid hash");
+//! let app = router(ApiState::new(store, keys));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+pub mod auth;
+mod config;
+mod error;
+mod logs;
+pub mod openapi;
+mod ops;
+mod params;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+};
+use callscope_model::metrics::{MetricKind, MetricsSource, PromWriter};
+use callscope_store::Store;
+
+pub use auth::{KeyRing, Tenant, key_sha256_hex};
+pub use config::{ApiConfig, ApiKeyConfig};
+pub use error::{ApiError, ErrorBody};
+pub use logs::LogPageBody;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The call-log store.
+    pub store: Store,
+    /// Known API keys.
+    pub keys: Arc<KeyRing>,
+    /// Other components' metrics, rendered on `/metrics` after the store's.
+    pub metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
+    requests: Arc<RequestCounts>,
+}
+
+impl ApiState {
+    /// State over `store` with `keys`.
+    #[must_use]
+    pub fn new(store: Store, keys: Arc<KeyRing>) -> Self {
+        Self {
+            store,
+            keys,
+            metrics: Arc::new(Vec::new()),
+            requests: Arc::default(),
+        }
+    }
+
+    /// Adds metrics sources shown on `/metrics` (collector, filter, forwarders).
+    #[must_use]
+    pub fn with_metrics(mut self, sources: Vec<Arc<dyn MetricsSource>>) -> Self {
+        self.metrics = Arc::new(sources);
+        self
+    }
+}
+
+/// Responses by status class.
+#[derive(Debug, Default)]
+struct RequestCounts([AtomicU64; 5]);
+
+impl RequestCounts {
+    fn render(&self, w: &mut PromWriter) {
+        let name = "callscope_api_responses_total";
+        w.family(
+            name,
+            MetricKind::Counter,
+            "Customer API responses by status class.",
+        );
+        for (i, c) in self.0.iter().enumerate() {
+            let class = format!("{}xx", i + 1);
+            w.sample(name, &[("class", &class)], c.load(Relaxed) as f64);
+        }
+    }
+}
+
+async fn count_responses(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1;
+    state.requests.0[class].fetch_add(1, Relaxed);
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The customer API and the operations endpoints.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/calls/{call_id}/logs", get(logs::call_logs))
+        .route("/v1/log/call/{call_id}", get(logs::call_logs_alias))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+}

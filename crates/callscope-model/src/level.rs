@@ -8,6 +8,7 @@ use crate::ParseError;
 
 /// How severe a call event is. Ordered: `Debug < Info < Warning < Error < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Level {
     /// Severity numbers 1–8 (OpenTelemetry TRACE and DEBUG).

@@ -84,10 +84,12 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// One customer-visible call-log record, as stored and as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogRecord {
     /// Content-derived id (see [`crate::RecordIdHasher`]).
     pub id: Uuid,
-    /// When the event happened.
+    /// When the event happened: RFC 3339, UTC, at least microseconds.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-11-21T10:00:00.123456Z"))]
     pub timestamp: Timestamp,
     /// The level.
     pub level: Level,
@@ -100,10 +102,16 @@ pub struct LogRecord {
     /// The voice agent that handled the call.
     pub agent_id: Option<String>,
     /// 32 lowercase hex digits.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "0af7651916cd43dd8448eb211c80319c")
+    )]
     pub trace_id: Option<String>,
     /// 16 lowercase hex digits.
     pub span_id: Option<String>,
-    /// The record's attributes (minus stripped keys) and its body.
+    /// The record's attributes (minus stripped keys) and its body: a string body is
+    /// `data.message`, any other body `data.body`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

@@ -1,1 +1,410 @@
-//! callscope-store
+//! DuckDB storage for customer call logs: one embedded file, one writer, many readers.
+//!
+//! - [`Store::append`] hands records to the single writer thread and resolves only
+//!   after the transaction holding them has committed, so a caller may acknowledge
+//!   its sender then. Waiting requests are committed together (group commit).
+//! - Record ids are content-derived, so an exporter's retry is stored once: the
+//!   writer drops ids already in the table before appending.
+//! - The write queue is bounded in records; when it is full, `append` fails fast with
+//!   [`Error::Overloaded`] rather than buffering without limit.
+//! - A failed write is never acknowledged: every request in the group gets
+//!   [`Error::Unavailable`] and [`Store::is_ready`] turns false until a write succeeds.
+//! - Reads run on their own connections, off the async runtime.
+//!
+//! ```no_run
+//! # async fn demo() -> callscope_store::Result<()> {
+//! use callscope_store::{Store, StoreConfig};
+//!
+//! let store = Store::open(StoreConfig { path: "calls.duckdb".into(), ..StoreConfig::default() })?;
+//! let receipt = store.append(vec![/* TenantRecord … */]).await?;
+//! println!("stored {} new records", receipt.inserted);
+//! store.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod metrics;
+mod prepare;
+mod query;
+mod schema;
+mod writer;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use callscope_model::TenantRecord;
+use duckdb::{Config, Connection};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, oneshot};
+
+pub use error::{Error, Result};
+pub use metrics::StoreMetrics;
+pub use query::{LogFilter, LogPage, LogQuery, Order, PageAt};
+
+/// `[storage]` in callscope.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The DuckDB file. Its folder is created when missing.
+    pub path: PathBuf,
+    /// Records older than this many days are deleted in the background; 0 keeps
+    /// everything.
+    pub retention_days: u32,
+    /// How many records may wait for the writer. When full, ingest is refused with a
+    /// retryable status instead of buffering more (this bounds memory).
+    pub queue_records: usize,
+    /// The most records one transaction commits; waiting requests are grouped up to it.
+    pub commit_group_records: usize,
+    /// Connections for API queries (each query holds one while it runs).
+    pub reader_connections: usize,
+    /// DuckDB's memory limit, e.g. `"512MB"`.
+    pub memory_limit: String,
+    /// DuckDB worker threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("callscope-data/callscope.duckdb"),
+            retention_days: 90,
+            queue_records: 100_000,
+            commit_group_records: 50_000,
+            reader_connections: 4,
+            memory_limit: "512MB".to_owned(),
+            threads: 0,
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// Records newly stored.
+    pub inserted: usize,
+    /// Records not stored because the same record was already stored.
+    pub duplicates: usize,
+}
+
+struct Inner {
+    tx: Mutex<Option<mpsc::Sender<writer::Command>>>,
+    queue: Arc<Semaphore>,
+    queue_records: usize,
+    ready: Arc<AtomicBool>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+    metrics: Arc<StoreMetrics>,
+    schema: duckdb::arrow::datatypes::SchemaRef,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+/// The call-log store. Cheap to clone; every clone shares one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database file, migrates the schema and starts the writer.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created (permissions, a lock held by another
+    /// process), or its schema is newer than this build understands.
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        let path = config.path.clone();
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
+            path: path.clone(),
+            source: e,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let mut db_config = Config::default()
+            .max_memory(&config.memory_limit)
+            .map_err(|e| open_err(Box::new(e)))?;
+        if config.threads > 0 {
+            db_config = db_config
+                .threads(i64::try_from(config.threads).unwrap_or(i64::MAX))
+                .map_err(|e| open_err(Box::new(e)))?;
+        }
+        let conn =
+            Connection::open_with_flags(&path, db_config).map_err(|e| open_err(Box::new(e)))?;
+        schema::migrate(&conn)?;
+
+        let readers = (0..config.reader_connections.max(1))
+            .map(|_| conn.try_clone())
+            .collect::<duckdb::Result<Vec<_>>>()?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let metrics = Arc::new(StoreMetrics::default());
+        let queue_records = config.queue_records.max(1);
+        metrics.set_queue(queue_records, queue_records);
+        let (tx, rx) = mpsc::channel();
+        let w = writer::Writer::new(
+            conn,
+            rx,
+            ready.clone(),
+            metrics.clone(),
+            config.commit_group_records.max(1),
+        )?;
+        let handle = std::thread::Builder::new()
+            .name("callscope-writer".into())
+            .spawn(move || w.run())
+            .map_err(|e| open_err(Box::new(e)))?;
+
+        let store = Store {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                queue: Arc::new(Semaphore::new(queue_records)),
+                queue_records,
+                ready,
+                reader_slots: Semaphore::new(readers.len()),
+                readers: Mutex::new(readers),
+                metrics,
+                schema: prepare::logs_schema(),
+                writer_thread: Mutex::new(Some(handle)),
+                path,
+            }),
+        };
+        if config.retention_days > 0 {
+            store.spawn_retention(config.retention_days);
+        }
+        tracing::info!(path = %store.inner.path.display(), "Opened store.");
+        Ok(store)
+    }
+
+    fn spawn_retention(&self, days: u32) {
+        let weak = Arc::downgrade(&self.inner);
+        let keep = Duration::from_secs(u64::from(days) * 86_400);
+        std::thread::Builder::new()
+            .name("callscope-retention".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let Some(inner) = weak.upgrade() else { return };
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    next = Instant::now() + Duration::from_secs(3600);
+                    let cutoff = callscope_model::Timestamp::now()
+                        .as_nanos()
+                        .saturating_sub(i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX));
+                    let (reply, rx) = oneshot::channel();
+                    let sent = inner.tx.lock().as_ref().is_some_and(|tx| {
+                        tx.send(writer::Command::Purge {
+                            before_ns: cutoff,
+                            reply,
+                        })
+                        .is_ok()
+                    });
+                    drop(inner);
+                    if !sent {
+                        return;
+                    }
+                    match rx.blocking_recv() {
+                        Ok(Ok(n)) if n > 0 => {
+                            tracing::info!(records = n, days, "Purged records past retention.")
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "Retention purge failed; will retry.")
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .ok();
+    }
+
+    /// Stores `records` and resolves once they are committed.
+    ///
+    /// # Errors
+    /// [`Error::Overloaded`] when the write queue is full (nothing was queued);
+    /// [`Error::Unavailable`] when DuckDB refused the write (nothing was committed);
+    /// [`Error::Closed`] after [`Store::shutdown`].
+    pub async fn append(&self, records: Vec<TenantRecord>) -> Result<AppendReceipt> {
+        if records.is_empty() {
+            return Ok(AppendReceipt::default());
+        }
+        let want = u32::try_from(records.len().min(self.inner.queue_records)).unwrap_or(u32::MAX);
+        let permit = self
+            .inner
+            .queue
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|_| Error::Overloaded)?;
+        let batch = prepare::prepare(&records, &self.inner.schema)?;
+        drop(records);
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.inner.tx.lock();
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(writer::Command::Append {
+                batch,
+                reply,
+                enqueued: Instant::now(),
+                _permit: permit,
+            })
+            .map_err(|_| Error::Closed)?;
+        }
+        self.inner.metrics.set_queue(
+            self.inner.queue_records,
+            self.inner.queue.available_permits(),
+        );
+        let result = rx.await.map_err(|_| Error::Closed)?;
+        self.inner.metrics.set_queue(
+            self.inner.queue_records,
+            self.inner.queue.available_permits(),
+        );
+        result
+    }
+
+    /// Deletes records older than `before` now, as the retention task does hourly.
+    /// Returns how many were deleted.
+    ///
+    /// # Errors
+    /// The store is shut down or the delete failed.
+    pub async fn purge_before(&self, before: callscope_model::Timestamp) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.inner.tx.lock();
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(writer::Command::Purge {
+                before_ns: before.as_nanos(),
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Did the last write succeed? (`/readyz`.)
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed) && self.inner.tx.lock().is_some()
+    }
+
+    /// The store's counters.
+    #[must_use]
+    pub fn metrics(&self) -> Arc<StoreMetrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with a reader connection on a blocking thread.
+    ///
+    /// # Errors
+    /// Whatever `f` returns, or [`Error::Closed`] if the blocking task was cancelled.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let _slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().pop().ok_or(Error::Closed)?;
+            let out = f(&conn);
+            inner.readers.lock().push(conn);
+            out
+        })
+        .await
+        .map_err(|_| Error::Closed)?
+    }
+
+    /// One page of a call's records; `None` when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// [`Error::CursorNotFound`] when the query's cursor is not among the records the
+    /// query matches; a database error otherwise.
+    pub async fn call_logs(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        query: LogQuery,
+    ) -> Result<Option<LogPage>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read(move |c| query::call_logs(c, &tenant, &call_id, &query))
+            .await
+    }
+
+    /// Stores an API key's SHA-256 (hex) for `tenant`.
+    ///
+    /// # Errors
+    /// The write failed, e.g. the hash is already stored.
+    pub async fn add_api_key(&self, key_sha256: &str, tenant: &str) -> Result<()> {
+        let (hash, tenant) = (key_sha256.to_owned(), tenant.to_owned());
+        self.read(move |c| {
+            c.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?)",
+                duckdb::params![hash, tenant, callscope_model::Timestamp::now().as_nanos()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every stored API key hash with its tenant.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub async fn api_keys(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT key_sha256, tenant FROM api_keys")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Stops taking writes, commits what is queued, checkpoints, and stops the writer.
+    /// Later appends fail with [`Error::Closed`].
+    ///
+    /// # Errors
+    /// The final checkpoint failed (everything committed before is still durable in
+    /// the write-ahead log).
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(tx) = self.inner.tx.lock().take() else {
+            return Ok(());
+        };
+        let (reply, rx) = oneshot::channel();
+        let sent = tx.send(writer::Command::Shutdown { reply }).is_ok();
+        drop(tx);
+        let result = if sent {
+            rx.await.unwrap_or(Ok(()))
+        } else {
+            Ok(())
+        };
+        if let Some(h) = self.inner.writer_thread.lock().take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        tracing::info!(path = %self.inner.path.display(), "Store closed.");
+        result
+    }
+}

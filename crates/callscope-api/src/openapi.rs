@@ -1,0 +1,34 @@
+//! The OpenAPI 3.1 document, generated from the handlers' types.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+/// The customer API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "callscope customer API", description = "Per-call logs for the customers of a voice-agent platform."),
+    paths(crate::logs::call_logs, crate::logs::call_logs_alias),
+    components(schemas(crate::logs::LogPageBody, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
+    modifiers(&BearerKey),
+    tags((name = "logs", description = "Call logs"))
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A tenant's API key"))
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document. None needs
+//! a key and none reveals tenant data.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use callscope_model::metrics::{MetricsSource, PromWriter};
+use serde_json::json;
+use utoipa::OpenApi as _;
+
+use crate::{ApiState, openapi::ApiDoc};
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: storage is writable.
+pub(crate) async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    if state.store.is_ready() {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "message": "storage is not writable"})),
+        )
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut w = PromWriter::new();
+    state.store.metrics().render(&mut w);
+    for source in state.metrics.iter() {
+        source.render(&mut w);
+    }
+    state.requests.render(&mut w);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        w.finish(),
+    )
+}
+
+/// `GET /openapi.json`: OpenAPI 3.1 of the customer API.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,152 @@
+//! Every file in `otel-config/` parses, and its keys and ports agree with the code.
+
+use std::path::{Path, PathBuf};
+
+use callscope_collector::{ForwardConfig, OtlpConfig, VisibilityConfig};
+use callscope_store::StoreConfig;
+use serde::Deserialize;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../otel-config")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn yaml(name: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The sections of callscope.toml this crate (and the store) own, with their real types.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    storage: StoreConfig,
+    otlp: OtlpConfig,
+    api: toml::Table,
+    visibility: VisibilityConfig,
+    forward: Vec<ForwardConfig>,
+}
+
+#[test]
+fn callscope_toml_documents_every_default() {
+    let file: File = toml::from_str(&read("callscope.toml")).unwrap();
+    // Every option is written out, with the default value.
+    assert_eq!(file.otlp, OtlpConfig::default());
+    assert_eq!(file.storage, StoreConfig::default());
+    assert_eq!(file.visibility.default_tenant, "");
+    callscope_collector::VisibilityFilter::new(&file.visibility).unwrap();
+    assert_eq!(file.api["addr"].as_str(), Some("127.0.0.1:8080"));
+
+    assert!(!file.forward.is_empty());
+    for (i, f) in file.forward.iter().enumerate() {
+        f.validate(i).unwrap();
+    }
+    // The first destination spells out every option with its default.
+    let first = &file.forward[0];
+    let defaults = ForwardConfig {
+        name: first.name.clone(),
+        ..ForwardConfig::new(first.endpoint.clone(), first.protocol)
+    };
+    assert_eq!(first, &defaults);
+    assert_eq!(first.endpoint, "http://127.0.0.1:14317");
+
+    // Each section's keys are all documented: the serialised defaults name no key that
+    // the file lacks.
+    let text = read("callscope.toml");
+    let keys =
+        |value: toml::Value| -> Vec<String> { value.as_table().unwrap().keys().cloned().collect() };
+    for key in keys(toml::Value::try_from(OtlpConfig::default()).unwrap())
+        .into_iter()
+        .chain(keys(toml::Value::try_from(StoreConfig::default()).unwrap()))
+        .chain(keys(toml::Value::try_from(&defaults).unwrap()))
+    {
+        assert!(
+            text.contains(&format!("\n{key} =")),
+            "callscope.toml lacks `{key}`"
+        );
+    }
+}
+
+#[test]
+fn gateway_sends_to_callscopes_default_grpc_address() {
+    let config = yaml("otelcol-gateway.yaml");
+    let callscope = &config["exporters"]["otlp/callscope"];
+    assert_eq!(
+        callscope["endpoint"].as_str(),
+        Some(OtlpConfig::default().grpc_addr.to_string().as_str())
+    );
+    assert_eq!(callscope["tls"]["insecure"].as_bool(), Some(true));
+
+    // The gateway listens where callscope.toml's first destination points.
+    let receiver = config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+        .as_str()
+        .unwrap();
+    assert!(receiver.ends_with(":14317"), "{receiver}");
+
+    // Every exporter a pipeline names is defined, and logs reach callscope.
+    let pipelines = config["service"]["pipelines"].as_mapping().unwrap();
+    for (name, pipeline) in pipelines {
+        for exporter in pipeline["exporters"].as_sequence().unwrap() {
+            let exporter = exporter.as_str().unwrap();
+            assert!(
+                !config["exporters"][exporter].is_null(),
+                "pipeline {name:?} uses undefined exporter {exporter}"
+            );
+        }
+        for processor in pipeline["processors"].as_sequence().unwrap() {
+            assert!(!config["processors"][processor.as_str().unwrap()].is_null());
+        }
+    }
+    let logs: Vec<_> = config["service"]["pipelines"]["logs"]["exporters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(logs.contains(&"otlp/callscope"), "{logs:?}");
+}
+
+#[test]
+fn grafana_datasources_cover_the_stack() {
+    let config = yaml("grafana-datasources.yaml");
+    assert_eq!(config["apiVersion"].as_u64(), Some(1));
+    let sources = config["datasources"].as_sequence().unwrap();
+    let types: Vec<_> = sources.iter().filter_map(|s| s["type"].as_str()).collect();
+    for wanted in ["tempo", "jaeger", "loki", "prometheus"] {
+        assert!(types.contains(&wanted), "no {wanted} datasource: {types:?}");
+    }
+    let uids: Vec<_> = sources.iter().filter_map(|s| s["uid"].as_str()).collect();
+    for source in sources {
+        assert!(source["url"].as_str().unwrap().starts_with("http://"));
+        // Links between datasources point at datasources that exist.
+        if let Some(uid) = source["jsonData"]["tracesToLogsV2"]["datasourceUid"].as_str() {
+            assert!(uids.contains(&uid), "{uid}");
+        }
+    }
+}
+
+#[test]
+fn every_file_is_checked() {
+    let mut names: Vec<_> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "callscope.toml",
+            "grafana-datasources.yaml",
+            "otelcol-gateway.yaml"
+        ]
+    );
+    for name in &names[1..] {
+        assert!(
+            read("README.md").contains(name.as_str()),
+            "README.md does not mention {name}"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! What the store counts, for `/metrics`.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+use callscope_model::metrics::{Histogram, LATENCY_BUCKETS, MetricKind, MetricsSource, PromWriter};
+
+/// The store's counters.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    commits: AtomicU64,
+    rows: AtomicU64,
+    duplicates: AtomicU64,
+    write_errors: AtomicU64,
+    commit_latency: Histogram,
+    ack_latency: Histogram,
+    queue_capacity: AtomicU64,
+    queue_available: AtomicU64,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            commit_latency: Histogram::new(LATENCY_BUCKETS),
+            ack_latency: Histogram::new(LATENCY_BUCKETS),
+            queue_capacity: AtomicU64::new(0),
+            queue_available: AtomicU64::new(0),
+        }
+    }
+}
+
+impl StoreMetrics {
+    pub(crate) fn record_commit(&self, rows: usize, duplicates: usize, took: Duration) {
+        self.commits.fetch_add(1, Relaxed);
+        self.rows.fetch_add(rows as u64, Relaxed);
+        self.duplicates.fetch_add(duplicates as u64, Relaxed);
+        self.commit_latency.observe(took);
+    }
+
+    pub(crate) fn record_ack_latency(&self, took: Duration) {
+        self.ack_latency.observe(took);
+    }
+
+    pub(crate) fn record_write_error(&self) {
+        self.write_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn set_queue(&self, capacity: usize, available: usize) {
+        self.queue_capacity.store(capacity as u64, Relaxed);
+        self.queue_available.store(available as u64, Relaxed);
+    }
+
+    /// Records committed so far.
+    #[must_use]
+    pub fn rows_stored(&self) -> u64 {
+        self.rows.load(Relaxed)
+    }
+
+    /// Records refused as already stored so far.
+    #[must_use]
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Relaxed)
+    }
+
+    /// Failed commits so far.
+    #[must_use]
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Relaxed)
+    }
+}
+
+impl MetricsSource for StoreMetrics {
+    fn render(&self, w: &mut PromWriter) {
+        let c = |a: &AtomicU64| a.load(Relaxed) as f64;
+        w.single(
+            "callscope_store_commits_total",
+            MetricKind::Counter,
+            "Transactions committed.",
+            c(&self.commits),
+        );
+        w.single(
+            "callscope_records_stored_total",
+            MetricKind::Counter,
+            "Customer records committed to storage.",
+            c(&self.rows),
+        );
+        w.single(
+            "callscope_records_duplicate_total",
+            MetricKind::Counter,
+            "Records not stored again because an identical record was already stored (exporter retries).",
+            c(&self.duplicates),
+        );
+        w.single(
+            "callscope_store_write_errors_total",
+            MetricKind::Counter,
+            "Commits that failed; none was acknowledged.",
+            c(&self.write_errors),
+        );
+        let cap = c(&self.queue_capacity);
+        w.single(
+            "callscope_store_queue_capacity_records",
+            MetricKind::Gauge,
+            "Records the write queue can hold.",
+            cap,
+        );
+        w.single(
+            "callscope_store_queue_depth_records",
+            MetricKind::Gauge,
+            "Records waiting for the writer.",
+            (cap - c(&self.queue_available)).max(0.0),
+        );
+        self.commit_latency.render(
+            w,
+            "callscope_store_commit_seconds",
+            "Time to write and commit one group.",
+            &[],
+        );
+        self.ack_latency.render(
+            w,
+            "callscope_ingest_to_commit_seconds",
+            "Time from a request reaching the write queue to its commit.",
+            &[],
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! Turns records into the columnar batch the writer appends.
+//!
+//! This runs on the caller's task, not on the writer thread: JSON encoding, search
+//! text and Arrow array building are the expensive part of a write, and the single
+//! writer should spend its time in DuckDB.
+
+use std::{collections::HashMap, sync::Arc};
+
+use callscope_model::TenantRecord;
+use duckdb::arrow::{
+    array::{ArrayRef, FixedSizeBinaryArray, Int64Array, StringArray, UInt8Array},
+    datatypes::{DataType, Field, Schema, SchemaRef},
+    record_batch::RecordBatch,
+};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// Per-call counts a batch adds to the `calls` table.
+#[derive(Debug, Clone)]
+pub(crate) struct CallDelta {
+    pub(crate) tenant: String,
+    pub(crate) call_id: String,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+    /// Record count per level, indexed by `Level::code() - 1`.
+    pub(crate) levels: [i64; 5],
+    pub(crate) agent_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
+}
+
+impl CallDelta {
+    pub(crate) fn merge(&mut self, other: &CallDelta) {
+        self.first_ts = self.first_ts.min(other.first_ts);
+        self.last_ts = self.last_ts.max(other.last_ts);
+        for (a, b) in self.levels.iter_mut().zip(other.levels) {
+            *a += b;
+        }
+        if self.agent_id.is_none() {
+            self.agent_id.clone_from(&other.agent_id);
+        }
+        if self.trace_id.is_none() {
+            self.trace_id.clone_from(&other.trace_id);
+        }
+    }
+}
+
+/// One append request, ready for the writer.
+#[derive(Debug)]
+pub(crate) struct PreparedBatch {
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) batch: RecordBatch,
+    /// For each row: its call (index into `calls`) and level code.
+    pub(crate) row_call: Vec<(u32, u8)>,
+    pub(crate) calls: Vec<CallDelta>,
+    pub(crate) min_ts: i64,
+    pub(crate) max_ts: i64,
+}
+
+impl PreparedBatch {
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// The Arrow schema of the `logs` table, in column order.
+pub(crate) fn logs_schema() -> SchemaRef {
+    let uuid_meta = HashMap::from([("ARROW:extension:name".to_owned(), "arrow.uuid".to_owned())]);
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::FixedSizeBinary(16), false).with_metadata(uuid_meta),
+        Field::new("tenant", DataType::Utf8, false),
+        Field::new("call_id", DataType::Utf8, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("level", DataType::UInt8, false),
+        Field::new("category", DataType::UInt8, false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("agent_id", DataType::Utf8, true),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("span_id", DataType::Utf8, true),
+        Field::new("data", DataType::Utf8, true),
+        Field::new("search", DataType::Utf8, true),
+    ]))
+}
+
+/// Appends the lower-cased text of every scalar in `v` to `out`, one per line.
+fn collect_search_text(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Null => {}
+        Value::String(s) => {
+            out.push_str(&s.to_lowercase());
+            out.push('\n');
+        }
+        Value::Bool(b) => {
+            out.push_str(if *b { "true\n" } else { "false\n" });
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_search_text(x, out)),
+        Value::Object(m) => m.values().for_each(|x| collect_search_text(x, out)),
+    }
+}
+
+/// Builds the columnar batch for `records`.
+///
+/// # Errors
+/// Arrow refused the arrays (a bug, not bad input).
+pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<PreparedBatch> {
+    let n = records.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut level = Vec::with_capacity(n);
+    let mut category = Vec::with_capacity(n);
+    let mut data = Vec::with_capacity(n);
+    let mut search = Vec::with_capacity(n);
+    let mut row_call = Vec::with_capacity(n);
+    let mut calls: Vec<CallDelta> = Vec::new();
+    let mut call_index: HashMap<(&str, &str), u32> = HashMap::new();
+    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+
+    for tr in records {
+        let r = &tr.record;
+        let t = r.timestamp.as_nanos();
+        min_ts = min_ts.min(t);
+        max_ts = max_ts.max(t);
+        ids.push(r.id);
+        ts.push(t);
+        level.push(r.level.code());
+        category.push(r.category.code());
+        match &r.data {
+            Some(map) => {
+                data.push(Some(
+                    serde_json::to_string(map).map_err(|e| Error::Corrupt(e.to_string()))?,
+                ));
+                let mut text = String::new();
+                map.values().for_each(|v| collect_search_text(v, &mut text));
+                search.push(Some(text));
+            }
+            None => {
+                data.push(None);
+                search.push(None);
+            }
+        }
+        let idx = *call_index
+            .entry((tr.tenant.as_str(), r.call_id.as_str()))
+            .or_insert_with(|| {
+                calls.push(CallDelta {
+                    tenant: tr.tenant.clone(),
+                    call_id: r.call_id.clone(),
+                    first_ts: t,
+                    last_ts: t,
+                    levels: [0; 5],
+                    agent_id: None,
+                    trace_id: None,
+                });
+                u32::try_from(calls.len() - 1).unwrap_or(u32::MAX)
+            });
+        let delta = &mut calls[idx as usize];
+        delta.first_ts = delta.first_ts.min(t);
+        delta.last_ts = delta.last_ts.max(t);
+        delta.levels[usize::from(r.level.code() - 1)] += 1;
+        if delta.agent_id.is_none() {
+            delta.agent_id.clone_from(&r.agent_id);
+        }
+        if delta.trace_id.is_none() {
+            delta.trace_id.clone_from(&r.trace_id);
+        }
+        row_call.push((idx, r.level.code()));
+    }
+
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            FixedSizeBinaryArray::try_from_iter(ids.iter().map(Uuid::as_bytes))
+                .or_else(|_| {
+                    FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                        std::iter::empty::<Option<&[u8]>>(),
+                        16,
+                    )
+                })
+                .map_err(|e| Error::Corrupt(e.to_string()))?,
+        ),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.tenant.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.record.call_id.as_str()),
+        )),
+        Arc::new(Int64Array::from(ts)),
+        Arc::new(UInt8Array::from(level)),
+        Arc::new(UInt8Array::from(category)),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.record.event.as_str()),
+        )),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.record.agent_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.record.trace_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.record.span_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(StringArray::from(data)),
+        Arc::new(StringArray::from(search)),
+    ];
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(PreparedBatch {
+        ids,
+        batch,
+        row_call,
+        calls,
+        min_ts,
+        max_ts,
+    })
+}

@@ -1,0 +1,285 @@
+//! Read queries: one call's records, page by page.
+
+use callscope_model::{Category, Level, LogRecord, Timestamp};
+use duckdb::{Connection, types::Value};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// Sort order by time (ties by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first (the API's default).
+    #[default]
+    Desc,
+}
+
+impl Order {
+    fn sql(self) -> &'static str {
+        match self {
+            Order::Asc => "ASC",
+            Order::Desc => "DESC",
+        }
+    }
+
+    fn reverse(self) -> Order {
+        match self {
+            Order::Asc => Order::Desc,
+            Order::Desc => Order::Asc,
+        }
+    }
+}
+
+/// Which page to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    /// Page number, from 1.
+    Page(u64),
+    /// The records that follow this id in the order.
+    After(Uuid),
+    /// The records that precede this id in the order.
+    Before(Uuid),
+}
+
+/// Filters on a call's records; empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Any of these categories.
+    pub categories: Vec<Category>,
+    /// Any of these levels.
+    pub levels: Vec<Level>,
+    /// Any of these event codes.
+    pub events: Vec<String>,
+    /// At least this level.
+    pub min_level: Option<Level>,
+}
+
+/// A validated per-call log query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Which page.
+    pub at: PageAt,
+    /// Records per page (the API allows 1–1000).
+    pub limit: u32,
+    /// Sort order.
+    pub order: Order,
+    /// Filters.
+    pub filter: LogFilter,
+}
+
+/// One page of a call's records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    /// The records, in the query's order.
+    pub records: Vec<LogRecord>,
+    /// More records exist past this page in its direction.
+    pub has_more: bool,
+    /// Records matching the filters, on every page.
+    pub total_count: u64,
+    /// The page number, for page-number queries.
+    pub current_page: Option<u64>,
+    /// Pages at this limit, for page-number queries.
+    pub total_pages: Option<u64>,
+}
+
+const RECORD_COLUMNS: &str =
+    "id::VARCHAR, ts, level, category, event, call_id, agent_id, trace_id, span_id, data";
+
+fn read_record(row: &duckdb::Row<'_>) -> duckdb::Result<Result<LogRecord>> {
+    let id: String = row.get(0)?;
+    let ts: i64 = row.get(1)?;
+    let level: u8 = row.get(2)?;
+    let category: u8 = row.get(3)?;
+    let data: Option<String> = row.get(9)?;
+    let build = || -> Result<LogRecord> {
+        Ok(LogRecord {
+            id: Uuid::parse_str(&id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            timestamp: Timestamp(ts),
+            level: Level::from_code(level)
+                .ok_or_else(|| Error::Corrupt(format!("level code {level}")))?,
+            category: Category::from_code(category)
+                .ok_or_else(|| Error::Corrupt(format!("category code {category}")))?,
+            event: row.get(4)?,
+            call_id: row.get(5)?,
+            agent_id: row.get(6)?,
+            trace_id: row.get(7)?,
+            span_id: row.get(8)?,
+            data: data
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| Error::Corrupt(e.to_string()))?,
+        })
+    };
+    Ok(build())
+}
+
+/// Appends `AND column IN (?, ?, …)` for a non-empty list.
+fn push_in(
+    sql: &mut String,
+    params: &mut Vec<Value>,
+    column: &str,
+    values: impl ExactSizeIterator<Item = Value>,
+) {
+    if values.len() == 0 {
+        return;
+    }
+    sql.push_str(" AND ");
+    sql.push_str(column);
+    sql.push_str(" IN (");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('?');
+        params.push(v);
+    }
+    sql.push(')');
+}
+
+/// Reads a page of one call's records; `None` when the tenant has no such call.
+pub(crate) fn call_logs(
+    conn: &Connection,
+    tenant: &str,
+    call_id: &str,
+    q: &LogQuery,
+) -> Result<Option<LogPage>> {
+    let window: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE tenant = ? AND call_id = ?")?
+        .query_row([tenant, call_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(Some)
+        .or_else(|e| {
+            if matches!(e, duckdb::Error::QueryReturnedNoRows) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })?;
+    let Some((first_ts, last_ts)) = window else {
+        return Ok(None);
+    };
+
+    // The call's time window prunes the scan to the row groups written during the call.
+    let mut base = String::from("tenant = ? AND call_id = ? AND ts BETWEEN ? AND ?");
+    let mut params: Vec<Value> = vec![
+        Value::Text(tenant.to_owned()),
+        Value::Text(call_id.to_owned()),
+        Value::BigInt(first_ts),
+        Value::BigInt(last_ts),
+    ];
+    let f = &q.filter;
+    push_in(
+        &mut base,
+        &mut params,
+        "category",
+        f.categories.iter().map(|c| Value::UTinyInt(c.code())),
+    );
+    push_in(
+        &mut base,
+        &mut params,
+        "level",
+        f.levels.iter().map(|l| Value::UTinyInt(l.code())),
+    );
+    push_in(
+        &mut base,
+        &mut params,
+        "event",
+        f.events.iter().map(|e| Value::Text(e.clone())),
+    );
+    if let Some(min) = f.min_level {
+        base.push_str(" AND level >= ?");
+        params.push(Value::UTinyInt(min.code()));
+    }
+
+    let total_count: i64 = conn
+        .prepare(&format!("SELECT count(*) FROM logs WHERE {base}"))?
+        .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
+    let total_count = u64::try_from(total_count).unwrap_or(0);
+    let limit = u64::from(q.limit);
+
+    let fetch = |extra: &str,
+                 extra_params: Vec<Value>,
+                 order: Order,
+                 n: u64,
+                 offset: u64|
+     -> Result<Vec<LogRecord>> {
+        let dir = order.sql();
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM logs WHERE {base}{extra} ORDER BY ts {dir}, id {dir} LIMIT {n} OFFSET {offset}"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let all: Vec<Value> = params.iter().cloned().chain(extra_params).collect();
+        let rows = stmt.query_map(duckdb::params_from_iter(all.iter()), read_record)?;
+        rows.map(|r| r.map_err(Error::from).and_then(|x| x))
+            .collect()
+    };
+
+    match q.at {
+        PageAt::Page(page) => {
+            let offset = page.saturating_sub(1).saturating_mul(limit);
+            let records = fetch("", vec![], q.order, limit, offset)?;
+            Ok(Some(LogPage {
+                has_more: offset.saturating_add(records.len() as u64) < total_count,
+                records,
+                total_count,
+                current_page: Some(page),
+                total_pages: Some(total_count.div_ceil(limit)),
+            }))
+        }
+        PageAt::After(cursor) | PageAt::Before(cursor) => {
+            let before = matches!(q.at, PageAt::Before(_));
+            // The cursor must be one of the records this query matches.
+            let cursor_ts: Option<i64> = conn
+                .prepare(&format!(
+                    "SELECT ts FROM logs WHERE {base} AND id = ?::UUID"
+                ))?
+                .query_row(
+                    duckdb::params_from_iter(
+                        params
+                            .iter()
+                            .cloned()
+                            .chain([Value::Text(cursor.to_string())]),
+                    ),
+                    |r| r.get(0),
+                )
+                .map(Some)
+                .or_else(|e| {
+                    if matches!(e, duckdb::Error::QueryReturnedNoRows) {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            let Some(cursor_ts) = cursor_ts else {
+                return Err(Error::CursorNotFound);
+            };
+            // Walk away from the cursor: forwards in the query's order for `after`,
+            // backwards for `before` (then flip the page back into the query's order).
+            let walk = if before { q.order.reverse() } else { q.order };
+            let cmp = match walk {
+                Order::Asc => ">",
+                Order::Desc => "<",
+            };
+            let extra = format!(" AND (ts {cmp} ? OR (ts = ? AND id {cmp} ?::UUID))");
+            let extra_params = vec![
+                Value::BigInt(cursor_ts),
+                Value::BigInt(cursor_ts),
+                Value::Text(cursor.to_string()),
+            ];
+            let mut records = fetch(&extra, extra_params, walk, limit + 1, 0)?;
+            let has_more = records.len() as u64 > limit;
+            records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            if before {
+                records.reverse();
+            }
+            Ok(Some(LogPage {
+                records,
+                has_more,
+                total_count,
+                current_page: None,
+                total_pages: None,
+            }))
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The single writer: one thread owns the write connection, gathers whatever append
+//! requests are waiting into one transaction (group commit), drops records already
+//! stored, and answers every request in the group only after `COMMIT` returned.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::Instant,
+};
+
+use duckdb::{
+    Connection,
+    arrow::{
+        array::{ArrayRef, BooleanArray, Int64Array, StringArray},
+        compute::filter_record_batch,
+        datatypes::{DataType, Field, Schema},
+        record_batch::RecordBatch,
+    },
+};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use uuid::Uuid;
+
+use crate::{
+    AppendReceipt, Error, Result,
+    metrics::StoreMetrics,
+    prepare::{CallDelta, PreparedBatch},
+};
+
+pub(crate) enum Command {
+    Append {
+        batch: PreparedBatch,
+        reply: oneshot::Sender<Result<AppendReceipt>>,
+        enqueued: Instant,
+        _permit: OwnedSemaphorePermit,
+    },
+    Purge {
+        before_ns: i64,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<StoreMetrics>,
+    max_group_rows: usize,
+}
+
+const SCRATCH_DDL: &str = "
+CREATE TEMP TABLE IF NOT EXISTS _incoming_ids (id UUID NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS _call_delta (
+    tenant VARCHAR, call_id VARCHAR, first_ts BIGINT, last_ts BIGINT, log_count BIGINT,
+    debug_count BIGINT, info_count BIGINT, warning_count BIGINT, error_count BIGINT,
+    critical_count BIGINT, agent_id VARCHAR, trace_id VARCHAR);
+";
+
+const UPSERT_CALLS: &str = "
+INSERT INTO calls SELECT * FROM _call_delta
+ON CONFLICT (tenant, call_id) DO UPDATE SET
+    first_ts       = least(first_ts, excluded.first_ts),
+    last_ts        = greatest(last_ts, excluded.last_ts),
+    log_count      = log_count + excluded.log_count,
+    debug_count    = debug_count + excluded.debug_count,
+    info_count     = info_count + excluded.info_count,
+    warning_count  = warning_count + excluded.warning_count,
+    error_count    = error_count + excluded.error_count,
+    critical_count = critical_count + excluded.critical_count,
+    agent_id       = coalesce(agent_id, excluded.agent_id),
+    trace_id       = coalesce(trace_id, excluded.trace_id)
+";
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        rx: mpsc::Receiver<Command>,
+        ready: Arc<AtomicBool>,
+        metrics: Arc<StoreMetrics>,
+        max_group_rows: usize,
+    ) -> Result<Self> {
+        conn.execute_batch(SCRATCH_DDL)?;
+        Ok(Self {
+            conn,
+            rx,
+            ready,
+            metrics,
+            max_group_rows,
+        })
+    }
+
+    /// Runs until a shutdown command arrives or every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut group = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            let mut rows = 0usize;
+            let mut next = Some(first);
+            // Gather what is already waiting, up to the group limit; a purge or
+            // shutdown ends the group so it runs after the appends before it.
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append {
+                        batch,
+                        reply,
+                        enqueued,
+                        _permit,
+                    } => {
+                        rows += batch.len();
+                        group.push((batch, reply, enqueued, _permit));
+                        if rows < self.max_group_rows {
+                            next = self.rx.try_recv().ok();
+                        }
+                    }
+                    other => {
+                        self.commit_group(&mut group);
+                        match other {
+                            Command::Purge { before_ns, reply } => {
+                                let _ = reply.send(self.purge(before_ns));
+                            }
+                            Command::Shutdown { reply } => {
+                                let _ = reply.send(
+                                    self.conn.execute_batch("CHECKPOINT").map_err(Error::from),
+                                );
+                                return;
+                            }
+                            Command::Append { .. } => unreachable!("handled above"),
+                        }
+                    }
+                }
+            }
+            self.commit_group(&mut group);
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit_group(
+        &mut self,
+        group: &mut Vec<(
+            PreparedBatch,
+            oneshot::Sender<Result<AppendReceipt>>,
+            Instant,
+            OwnedSemaphorePermit,
+        )>,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let batches: Vec<&PreparedBatch> = group.iter().map(|(b, ..)| b).collect();
+        match self.write(&batches) {
+            Ok(receipts) => {
+                self.ready.store(true, Ordering::Relaxed);
+                let rows: usize = receipts.iter().map(|r| r.inserted).sum();
+                let dups: usize = receipts.iter().map(|r| r.duplicates).sum();
+                self.metrics.record_commit(rows, dups, started.elapsed());
+                tracing::debug!(
+                    requests = group.len(),
+                    rows,
+                    duplicates = dups,
+                    "Committed group."
+                );
+                for ((_, reply, enqueued, _permit), receipt) in group.drain(..).zip(receipts) {
+                    self.metrics.record_ack_latency(enqueued.elapsed());
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.ready.store(false, Ordering::Relaxed);
+                self.metrics.record_write_error();
+                tracing::error!(error = %e, requests = group.len(), "Write failed; nothing in the group was acknowledged.");
+                let msg = e.to_string();
+                for (_, reply, _, _permit) in group.drain(..) {
+                    let _ = reply.send(Err(Error::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+
+    /// Writes the group in one transaction and returns each request's receipt.
+    fn write(&mut self, batches: &[&PreparedBatch]) -> Result<Vec<AppendReceipt>> {
+        let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
+            (lo.min(b.min_ts), hi.max(b.max_ts))
+        });
+        let stored = self.already_stored(batches, min_ts, max_ts)?;
+
+        let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
+        let mut receipts = Vec::with_capacity(batches.len());
+        let mut to_append: Vec<RecordBatch> = Vec::with_capacity(batches.len());
+        let mut deltas: Vec<CallDelta> = Vec::new();
+        for b in batches {
+            let keep: Vec<bool> = b
+                .ids
+                .iter()
+                .map(|id| !stored.contains(id) && seen.insert(*id))
+                .collect();
+            let dropped = keep.iter().filter(|k| !**k).count();
+            let mut calls = b.calls.clone();
+            if dropped == 0 {
+                to_append.push(b.batch.clone());
+            } else {
+                for ((call, level), kept) in b.row_call.iter().zip(&keep) {
+                    if !kept {
+                        calls[*call as usize].levels[usize::from(*level - 1)] -= 1;
+                    }
+                }
+                let mask = BooleanArray::from(keep);
+                to_append.push(
+                    filter_record_batch(&b.batch, &mask)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                );
+            }
+            deltas.extend(
+                calls
+                    .into_iter()
+                    .filter(|c| c.levels.iter().sum::<i64>() > 0),
+            );
+            receipts.push(AppendReceipt {
+                inserted: b.len() - dropped,
+                duplicates: dropped,
+            });
+        }
+
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        {
+            let mut app = self.conn.appender("logs")?;
+            for rb in to_append {
+                if rb.num_rows() > 0 {
+                    app.append_record_batch(rb)?;
+                }
+            }
+            app.flush()?;
+        }
+        if !deltas.is_empty() {
+            self.conn.execute_batch("DELETE FROM _call_delta")?;
+            let merged = merge_deltas(deltas);
+            let mut app = self.conn.appender("_call_delta")?;
+            app.append_record_batch(call_delta_batch(&merged)?)?;
+            app.flush()?;
+            drop(app);
+            self.conn.execute_batch(UPSERT_CALLS)?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(receipts)
+    }
+
+    /// The ids in `batches` that the table already holds. Rows carry their time, so the
+    /// look-up is confined to the group's time window, which DuckDB's zone maps prune to
+    /// the few row groups written around that time.
+    fn already_stored(
+        &mut self,
+        batches: &[&PreparedBatch],
+        min_ts: i64,
+        max_ts: i64,
+    ) -> Result<HashSet<Uuid>> {
+        self.conn.execute_batch("DELETE FROM _incoming_ids")?;
+        {
+            let uuid_meta = std::collections::HashMap::from([(
+                "ARROW:extension:name".to_owned(),
+                "arrow.uuid".to_owned(),
+            )]);
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::FixedSizeBinary(16), false).with_metadata(uuid_meta),
+            ]));
+            let mut app = self.conn.appender("_incoming_ids")?;
+            for b in batches {
+                let ids: ArrayRef = b.batch.column(0).clone();
+                app.append_record_batch(
+                    RecordBatch::try_new(schema.clone(), vec![ids])
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                )?;
+            }
+            app.flush()?;
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT l.id::VARCHAR FROM logs l SEMI JOIN _incoming_ids i ON l.id = i.id WHERE l.ts BETWEEN ? AND ?",
+        )?;
+        let rows = stmt.query_map([min_ts, max_ts], |r| r.get::<_, String>(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            let s = row?;
+            out.insert(Uuid::parse_str(&s).map_err(|e| Error::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    fn purge(&mut self, before_ns: i64) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
+        tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+}
+
+fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
+    let mut index: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    let mut out: Vec<CallDelta> = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        match index.get(&(d.tenant.clone(), d.call_id.clone())) {
+            Some(&i) => out[i].merge(&d),
+            None => {
+                index.insert((d.tenant.clone(), d.call_id.clone()), out.len());
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+fn call_delta_batch(deltas: &[CallDelta]) -> Result<RecordBatch> {
+    let i64s = |f: &dyn Fn(&CallDelta) -> i64| -> ArrayRef {
+        Arc::new(deltas.iter().map(f).collect::<Int64Array>())
+    };
+    let strs = |f: &dyn Fn(&CallDelta) -> Option<&str>| -> ArrayRef {
+        Arc::new(deltas.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        strs(&|d| Some(d.tenant.as_str())),
+        strs(&|d| Some(d.call_id.as_str())),
+        i64s(&|d| d.first_ts),
+        i64s(&|d| d.last_ts),
+        i64s(&|d| d.levels.iter().sum()),
+        i64s(&|d| d.levels[0]),
+        i64s(&|d| d.levels[1]),
+        i64s(&|d| d.levels[2]),
+        i64s(&|d| d.levels[3]),
+        i64s(&|d| d.levels[4]),
+        strs(&|d| d.agent_id.as_deref()),
+        strs(&|d| d.trace_id.as_deref()),
+    ];
+    let fields: Vec<Field> = [
+        ("tenant", DataType::Utf8),
+        ("call_id", DataType::Utf8),
+        ("first_ts", DataType::Int64),
+        ("last_ts", DataType::Int64),
+        ("log_count", DataType::Int64),
+        ("debug_count", DataType::Int64),
+        ("info_count", DataType::Int64),
+        ("warning_count", DataType::Int64),
+        ("error_count", DataType::Int64),
+        ("critical_count", DataType::Int64),
+        ("agent_id", DataType::Utf8),
+        ("trace_id", DataType::Utf8),
+    ]
+    .into_iter()
+    .map(|(n, t)| Field::new(n, t, true))
+    .collect();
+    debug_assert_eq!(fields.len(), columns.len());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Corrupt(e.to_string()))
+}

@@ -1,0 +1,421 @@
+//! The store against a real DuckDB file: commit-before-ack, dedupe, paging, restart.
+
+use callscope_model::{Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp};
+use callscope_store::{Error, LogFilter, LogQuery, Order, PageAt, Store, StoreConfig};
+
+const T0: i64 = 1_790_000_000_000_000_000;
+
+fn record(tenant: &str, call: &str, n: i64, level: Level, event: &str) -> TenantRecord {
+    let mut h = RecordIdHasher::new();
+    h.str(tenant).str(call).i64(n).str(event);
+    TenantRecord {
+        tenant: tenant.into(),
+        record: LogRecord {
+            id: h.finish(),
+            // Every third record shares its timestamp with the one before: ties order by id.
+            timestamp: Timestamp(T0 + (n - n % 3 / 2) * 1_000),
+            level,
+            category: if event.starts_with("CALL_") {
+                Category::CallLifecycle
+            } else {
+                Category::Agent
+            },
+            event: event.into(),
+            call_id: call.into(),
+            agent_id: Some("agent-7".into()),
+            trace_id: Some(format!("{n:032x}")),
+            span_id: Some(format!("{n:016x}")),
+            data: Some(
+                serde_json::from_value(serde_json::json!({"text": format!("turn {n}"), "n": n}))
+                    .unwrap(),
+            ),
+        },
+    }
+}
+
+fn call(tenant: &str, call: &str, n: i64) -> Vec<TenantRecord> {
+    (0..n)
+        .map(|i| {
+            let (level, event) = match i % 5 {
+                0 => (Level::Info, "CALL_STARTED"),
+                1 => (Level::Debug, "AGENT_STARTED_SPEAKING"),
+                2 => (Level::Info, "AGENT_MESSAGE_SENT"),
+                3 => (Level::Warning, "AGENT_INTERRUPTED"),
+                _ => (Level::Error, "CALL_FAILED"),
+            };
+            record(tenant, call, i, level, event)
+        })
+        .collect()
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(StoreConfig {
+        path: dir.path().join("calls.duckdb"),
+        ..StoreConfig::default()
+    })
+    .unwrap()
+}
+
+fn query(at: PageAt, limit: u32, order: Order) -> LogQuery {
+    LogQuery {
+        at,
+        limit,
+        order,
+        filter: LogFilter::default(),
+    }
+}
+
+fn sorted(mut v: Vec<LogRecord>, order: Order) -> Vec<LogRecord> {
+    v.sort_by(|a, b| (a.timestamp, a.id).cmp(&(b.timestamp, b.id)));
+    if order == Order::Desc {
+        v.reverse();
+    }
+    v
+}
+
+#[tokio::test]
+async fn append_then_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let recs = call("acme", "c1", 25);
+    let receipt = store.append(recs.clone()).await.unwrap();
+    assert_eq!((receipt.inserted, receipt.duplicates), (25, 0));
+
+    let page = store
+        .call_logs("acme", "c1", query(PageAt::Page(1), 100, Order::Asc))
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = sorted(recs.into_iter().map(|r| r.record).collect(), Order::Asc);
+    assert_eq!(page.records, expected);
+    assert_eq!(
+        (
+            page.total_count,
+            page.current_page,
+            page.total_pages,
+            page.has_more
+        ),
+        (25, Some(1), Some(1), false)
+    );
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retries_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let recs = call("acme", "c1", 10);
+    store.append(recs.clone()).await.unwrap();
+    // The same request again, and a request that repeats a record inside itself.
+    let again = store.append(recs.clone()).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 10));
+    let mut doubled = call("acme", "c2", 3);
+    doubled.push(doubled[0].clone());
+    let r = store.append(doubled).await.unwrap();
+    assert_eq!((r.inserted, r.duplicates), (3, 1));
+    // Concurrent duplicates land in one commit group: still stored once.
+    let (a, b) = tokio::join!(
+        store.append(call("acme", "c3", 7)),
+        store.append(call("acme", "c3", 7))
+    );
+    assert_eq!(a.unwrap().inserted + b.unwrap().inserted, 7);
+
+    for (c, n) in [("c1", 10), ("c2", 3), ("c3", 7)] {
+        let page = store
+            .call_logs("acme", c, query(PageAt::Page(1), 1000, Order::Asc))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.total_count, n, "{c}");
+        assert_eq!(page.records.len() as u64, n, "{c}");
+    }
+    assert_eq!(store.metrics().duplicates(), 10 + 1 + 7);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tenants_do_not_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(call("acme", "shared-id", 4)).await.unwrap();
+    store.append(call("globex", "shared-id", 6)).await.unwrap();
+    let q = || query(PageAt::Page(1), 100, Order::Desc);
+    assert_eq!(
+        store
+            .call_logs("acme", "shared-id", q())
+            .await
+            .unwrap()
+            .unwrap()
+            .total_count,
+        4
+    );
+    assert_eq!(
+        store
+            .call_logs("globex", "shared-id", q())
+            .await
+            .unwrap()
+            .unwrap()
+            .total_count,
+        6
+    );
+    assert!(
+        store
+            .call_logs("initech", "shared-id", q())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cursors_walk_every_record_once_in_both_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let recs = call("acme", "c1", 47);
+    store.append(recs.clone()).await.unwrap();
+    for order in [Order::Asc, Order::Desc] {
+        let all = sorted(recs.iter().map(|r| r.record.clone()).collect(), order);
+        for limit in [1u32, 5, 10, 46, 47, 100] {
+            // Forwards with `after` from the first page.
+            let mut seen = Vec::new();
+            let mut page = store
+                .call_logs("acme", "c1", query(PageAt::Page(1), limit, order))
+                .await
+                .unwrap()
+                .unwrap();
+            loop {
+                seen.extend(page.records.iter().cloned());
+                if !page.has_more {
+                    break;
+                }
+                let last = page.records.last().unwrap().id;
+                page = store
+                    .call_logs("acme", "c1", query(PageAt::After(last), limit, order))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(page.current_page, None);
+            }
+            assert_eq!(seen, all, "after-walk, limit {limit}, {order:?}");
+
+            // Backwards with `before` from the last record.
+            let last = all.last().unwrap();
+            let mut back = vec![last.clone()];
+            let mut cursor = last.id;
+            loop {
+                let p = store
+                    .call_logs("acme", "c1", query(PageAt::Before(cursor), limit, order))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let mut chunk = p.records.clone();
+                if chunk.is_empty() {
+                    assert!(!p.has_more);
+                    break;
+                }
+                cursor = chunk[0].id;
+                chunk.extend(back);
+                back = chunk;
+                if !p.has_more {
+                    break;
+                }
+            }
+            assert_eq!(back, all, "before-walk, limit {limit}, {order:?}");
+        }
+    }
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn page_numbers_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let recs = call("acme", "c1", 50);
+    store.append(recs.clone()).await.unwrap();
+    let page3 = store
+        .call_logs("acme", "c1", query(PageAt::Page(3), 20, Order::Desc))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (page3.records.len(), page3.has_more, page3.total_pages),
+        (10, false, Some(3))
+    );
+    let page9 = store
+        .call_logs("acme", "c1", query(PageAt::Page(9), 20, Order::Desc))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page9.records.is_empty());
+
+    let filtered = |filter: LogFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .call_logs(
+                    "acme",
+                    "c1",
+                    LogQuery {
+                        at: PageAt::Page(1),
+                        limit: 1000,
+                        order: Order::Asc,
+                        filter,
+                    },
+                )
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let count =
+        |f: &dyn Fn(&LogRecord) -> bool| recs.iter().filter(|r| f(&r.record)).count() as u64;
+
+    let p = filtered(LogFilter {
+        min_level: Some(Level::Warning),
+        ..LogFilter::default()
+    })
+    .await;
+    assert_eq!(p.total_count, count(&|r| r.level >= Level::Warning));
+    assert!(p.records.iter().all(|r| r.level >= Level::Warning));
+
+    let p = filtered(LogFilter {
+        levels: vec![Level::Debug, Level::Error],
+        ..LogFilter::default()
+    })
+    .await;
+    assert_eq!(
+        p.total_count,
+        count(&|r| matches!(r.level, Level::Debug | Level::Error))
+    );
+
+    let p = filtered(LogFilter {
+        categories: vec![Category::CallLifecycle],
+        ..LogFilter::default()
+    })
+    .await;
+    assert_eq!(
+        p.total_count,
+        count(&|r| r.category == Category::CallLifecycle)
+    );
+
+    let p = filtered(LogFilter {
+        events: vec!["AGENT_MESSAGE_SENT".into()],
+        min_level: Some(Level::Info),
+        ..LogFilter::default()
+    })
+    .await;
+    assert_eq!(p.total_count, count(&|r| r.event == "AGENT_MESSAGE_SENT"));
+
+    // A cursor outside the filtered set is refused.
+    let debug_id = recs
+        .iter()
+        .find(|r| r.record.level == Level::Debug)
+        .unwrap()
+        .record
+        .id;
+    let err = store
+        .call_logs(
+            "acme",
+            "c1",
+            LogQuery {
+                at: PageAt::After(debug_id),
+                limit: 10,
+                order: Order::Asc,
+                filter: LogFilter {
+                    min_level: Some(Level::Info),
+                    ..LogFilter::default()
+                },
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CursorNotFound), "{err}");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn survives_restart_and_purges_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(call("acme", "c1", 12)).await.unwrap();
+    store.shutdown().await.unwrap();
+    assert!(matches!(
+        store.append(call("acme", "c9", 1)).await,
+        Err(Error::Closed)
+    ));
+    drop(store);
+
+    let store = open(&dir);
+    let q = || query(PageAt::Page(1), 100, Order::Asc);
+    assert_eq!(
+        store
+            .call_logs("acme", "c1", q())
+            .await
+            .unwrap()
+            .unwrap()
+            .total_count,
+        12
+    );
+    // Re-sending after the restart stores nothing new.
+    assert_eq!(
+        store.append(call("acme", "c1", 12)).await.unwrap().inserted,
+        0
+    );
+
+    let deleted = store.purge_before(Timestamp(T0 + 6_000)).await.unwrap();
+    assert_eq!(deleted, 6);
+    assert_eq!(
+        store
+            .call_logs("acme", "c1", q())
+            .await
+            .unwrap()
+            .unwrap()
+            .total_count,
+        6
+    );
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        path: dir.path().join("q.duckdb"),
+        queue_records: 10,
+        ..StoreConfig::default()
+    })
+    .unwrap();
+    // Many concurrent appends against a 10-record queue: some must be refused with
+    // Overloaded, and every one that succeeded must be readable.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { (i, s.append(call("acme", &format!("c{i}"), 8)).await) })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(r)) => {
+                assert_eq!(r.inserted, 8);
+                ok.push(i);
+            }
+            (_, Err(e)) => assert!(matches!(e, Error::Overloaded), "{e}"),
+        }
+    }
+    assert!(!ok.is_empty());
+    for i in ok {
+        let p = store
+            .call_logs(
+                "acme",
+                &format!("c{i}"),
+                query(PageAt::Page(1), 100, Order::Asc),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.total_count, 8);
+    }
+    store.shutdown().await.unwrap();
+}

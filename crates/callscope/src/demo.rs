@@ -1,0 +1,311 @@
+//! `callscope demo`: a simulated voice agent sends its calls over real OTLP to an
+//! in-process callscope, and the customer view of one call is printed as a timeline.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use callscope_api::{ApiKeyConfig, key_sha256_hex};
+use callscope_sim::{CallReport, SimConfig, SimReport};
+use callscope_tracing::{CallscopeTracing, Protocol};
+use serde_json::Value;
+use tracing::instrument::WithSubscriber as _;
+
+use crate::{Config, Server};
+
+/// `callscope demo` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How many concurrent calls the simulated agent places.
+    #[arg(long, default_value_t = 6)]
+    pub calls: usize,
+    /// Seed for the simulation (ids, texts, latencies).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the DuckDB file here instead of a temporary folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Send over OTLP/HTTP (protobuf) instead of OTLP/gRPC.
+    #[arg(long)]
+    pub http: bool,
+    /// Keep serving after the demo (on the default ports) until Ctrl-C, to explore the
+    /// API with curl.
+    #[arg(long)]
+    pub serve: bool,
+}
+
+/// What a demo run produced, for tests.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// What the simulated agent sent.
+    pub report: SimReport,
+    /// The call shown.
+    pub shown_call: String,
+    /// The customer view of that call, as the API returned it.
+    pub records: Vec<Value>,
+    /// Records the collector kept out of storage as internal.
+    pub internal_kept_out: u64,
+    /// The printed timeline.
+    pub text: String,
+}
+
+const DEMO_TENANT: &str = "acme";
+
+/// Runs the demo and prints the timeline.
+///
+/// # Errors
+/// The server could not start, or the API answered unexpectedly.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let outcome = run_quiet(&args).await?;
+    print!("{}", outcome.text);
+    Ok(())
+}
+
+/// Runs the demo and returns what it would print.
+///
+/// # Errors
+/// The server could not start, or the API answered unexpectedly.
+pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let dir = args.data.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let key = crate::keys::generate_key();
+
+    let mut config = Config::default();
+    config.storage.path = dir.join("callscope.duckdb");
+    if !args.serve {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        (
+            config.otlp.grpc_addr,
+            config.otlp.http_addr,
+            config.api.addr,
+        ) = (any_port, any_port, any_port);
+    }
+    config.api.keys.push(ApiKeyConfig {
+        tenant: DEMO_TENANT.into(),
+        key_sha256: key_sha256_hex(&key),
+    });
+    let server = Server::start(&config).await?;
+
+    // The simulated agent exports over real OTLP, exactly as an agent service would.
+    let (protocol, endpoint) = if args.http {
+        (
+            Protocol::HttpProtobuf,
+            format!("http://{}", server.http_addr),
+        )
+    } else {
+        (Protocol::Grpc, format!("http://{}", server.grpc_addr))
+    };
+    let telemetry = CallscopeTracing::builder()
+        .service_name("voice-agent-demo")
+        .protocol(protocol)
+        .endpoint(endpoint)
+        .env_filter("info")
+        .build()
+        .context("setting up OTLP export")?;
+    let sim = SimConfig {
+        calls: args.calls.max(1),
+        tenants: vec![DEMO_TENANT.into()],
+        seed: args.seed,
+    };
+    let report = callscope_sim::run(&sim)
+        .with_subscriber(telemetry.dispatch().clone())
+        .await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .context("flushing OTLP export")?
+        .context("flushing OTLP export")?;
+
+    let call = report
+        .calls
+        .first()
+        .context("the simulation placed no call")?
+        .clone();
+    let http = reqwest::Client::new();
+    let api = format!("http://{}", server.api_addr);
+    let records = fetch_call(&http, &api, &key, &call).await?;
+    let metrics = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let internal_kept_out = metric_value(
+        &metrics,
+        "callscope_records_dropped_total{reason=\"internal\"}",
+    );
+
+    let text = render(
+        &report,
+        &call,
+        &records,
+        internal_kept_out,
+        &api,
+        &key,
+        args.serve,
+    );
+    let outcome = DemoOutcome {
+        shown_call: call.call_id.clone(),
+        report,
+        records,
+        internal_kept_out,
+        text,
+    };
+
+    if args.serve {
+        print!("{}", outcome.text);
+        println!("Serving until Ctrl-C …");
+        let _ = tokio::signal::ctrl_c().await;
+        server.shutdown().await?;
+        return Ok(DemoOutcome {
+            text: String::new(),
+            ..outcome
+        });
+    }
+    server.shutdown().await?;
+    Ok(outcome)
+}
+
+/// Reads one call's customer view, oldest first. Records are committed before the
+/// exporter's request is acknowledged, so they are all there once export has flushed.
+async fn fetch_call(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    call: &CallReport,
+) -> anyhow::Result<Vec<Value>> {
+    let url = format!("{api}/v1/calls/{}/logs?order=asc&limit=1000", call.call_id);
+    let mut last = None;
+    for _ in 0..50 {
+        let resp = http.get(&url).bearer_auth(key).send().await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if status.is_success() {
+            return Ok(body["data"].as_array().cloned().unwrap_or_default());
+        }
+        last = Some(format!("{status}: {body}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the API did not return the call: {}",
+        last.unwrap_or_default()
+    )
+}
+
+fn metric_value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// One line of key data for a record: the fields people look for first.
+fn summary(data: &Value) -> String {
+    const FIRST: &[&str] = &[
+        "message",
+        "text",
+        "tool_name",
+        "destination",
+        "url",
+        "status_code",
+        "failure_reason",
+        "latency_ms",
+        "attempt",
+        "attempts",
+        "direction",
+        "from",
+        "to",
+        "recording_url",
+        "end_to_end_ms",
+        "duration_ms",
+        "hangup_reason",
+        "status",
+    ];
+    let Some(map) = data.as_object() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for key in FIRST
+        .iter()
+        .copied()
+        .filter(|k| map.contains_key(*k))
+        .chain(
+            map.keys()
+                .map(String::as_str)
+                .filter(|k| !FIRST.contains(k)),
+        )
+    {
+        let v = &map[key];
+        let shown = match v {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        parts.push(format!("{key}={shown}"));
+        if parts.len() == 4 {
+            break;
+        }
+    }
+    let mut line = parts.join(" ");
+    if line.chars().count() > 90 {
+        line = line.chars().take(89).collect::<String>() + "…";
+    }
+    line
+}
+
+fn render(
+    report: &SimReport,
+    call: &CallReport,
+    records: &[Value],
+    internal: u64,
+    api: &str,
+    key: &str,
+    serving: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nThe simulated agent placed {} calls and emitted {} customer events and {} internal records over OTLP.\n",
+        report.calls.len(),
+        report.customer_events(),
+        report.internal_records()
+    );
+    let _ = writeln!(
+        out,
+        "Call {} ({}, {} → {}, {}), as tenant `{}` sees it:\n",
+        call.call_id, call.direction, call.from, call.to, call.status, call.tenant
+    );
+    let _ = writeln!(
+        out,
+        "  {:<12}  {:<8}  {:<20}  {:<28}  {}",
+        "time (UTC)", "level", "category", "event", "data"
+    );
+    for r in records {
+        let ts = r["timestamp"].as_str().unwrap_or("");
+        let time = ts.get(11..23).unwrap_or(ts);
+        let _ = writeln!(
+            out,
+            "  {:<12}  {:<8}  {:<20}  {:<28}  {}",
+            time,
+            r["level"].as_str().unwrap_or(""),
+            r["category"].as_str().unwrap_or(""),
+            r["event"].as_str().unwrap_or(""),
+            summary(&r["data"])
+        );
+    }
+    let trace = records
+        .first()
+        .and_then(|r| r["trace_id"].as_str())
+        .unwrap_or("-");
+    let _ = writeln!(out, "\n  {} records, trace id {trace}.", records.len());
+    let _ = writeln!(
+        out,
+        "  {internal} internal records (hosts, pods, stack traces) were forwarded to the platform's own stack only and kept out of every customer view."
+    );
+    if serving {
+        let _ = writeln!(
+            out,
+            "\nTry it:\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls/{}/logs?order=asc&limit=5'\n",
+            call.call_id
+        );
+    }
+    out
+}
