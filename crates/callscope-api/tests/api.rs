@@ -58,7 +58,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
+    let store = Store::open(&StoreConfig {
         path: dir.path().join("api.duckdb"),
         ..StoreConfig::default()
     })

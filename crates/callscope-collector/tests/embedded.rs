@@ -15,7 +15,7 @@ use opentelemetry_sdk::{Resource, logs::SdkLoggerProvider};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_records_are_filtered_and_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
+    let store = Store::open(&StoreConfig {
         path: dir.path().join("callscope.duckdb"),
         ..StoreConfig::default()
     })

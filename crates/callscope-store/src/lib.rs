@@ -15,7 +15,7 @@
 //! # async fn demo() -> callscope_store::Result<()> {
 //! use callscope_store::{Store, StoreConfig};
 //!
-//! let store = Store::open(StoreConfig { path: "calls.duckdb".into(), ..StoreConfig::default() })?;
+//! let store = Store::open(&StoreConfig { path: "calls.duckdb".into(), ..StoreConfig::default() })?;
 //! let receipt = store.append(vec![/* TenantRecord … */]).await?;
 //! println!("stored {} new records", receipt.inserted);
 //! store.shutdown().await?;
@@ -127,7 +127,7 @@ impl Store {
     /// # Errors
     /// The file cannot be opened or created (permissions, a lock held by another
     /// process), or its schema is newer than this build understands.
-    pub fn open(config: StoreConfig) -> Result<Store> {
+    pub fn open(config: &StoreConfig) -> Result<Store> {
         let path = config.path.clone();
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
             path: path.clone(),
@@ -220,10 +220,10 @@ impl Store {
                     }
                     match rx.blocking_recv() {
                         Ok(Ok(n)) if n > 0 => {
-                            tracing::info!(records = n, days, "Purged records past retention.")
+                            tracing::info!(records = n, days, "Purged records past retention.");
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "Retention purge failed; will retry.")
+                            tracing::warn!(error = %e, "Retention purge failed; will retry.");
                         }
                         _ => {}
                     }
@@ -401,7 +401,8 @@ impl Store {
         } else {
             Ok(())
         };
-        if let Some(h) = self.inner.writer_thread.lock().take() {
+        let writer_thread = self.inner.writer_thread.lock().take();
+        if let Some(h) = writer_thread {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         tracing::info!(path = %self.inner.path.display(), "Store closed.");

@@ -49,7 +49,7 @@ fn call(tenant: &str, call: &str, n: i64) -> Vec<TenantRecord> {
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(StoreConfig {
+    Store::open(&StoreConfig {
         path: dir.path().join("calls.duckdb"),
         ..StoreConfig::default()
     })
@@ -66,7 +66,7 @@ fn query(at: PageAt, limit: u32, order: Order) -> LogQuery {
 }
 
 fn sorted(mut v: Vec<LogRecord>, order: Order) -> Vec<LogRecord> {
-    v.sort_by(|a, b| (a.timestamp, a.id).cmp(&(b.timestamp, b.id)));
+    v.sort_by_key(|a| (a.timestamp, a.id));
     if order == Order::Desc {
         v.reverse();
     }
@@ -380,7 +380,7 @@ async fn survives_restart_and_purges_by_retention() {
 #[tokio::test]
 async fn a_full_queue_refuses_fast() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
+    let store = Store::open(&StoreConfig {
         path: dir.path().join("q.duckdb"),
         queue_records: 10,
         ..StoreConfig::default()

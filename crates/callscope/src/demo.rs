@@ -275,8 +275,8 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "  {:<12}  {:<8}  {:<20}  {:<28}  {}",
-        "time (UTC)", "level", "category", "event", "data"
+        "  {:<12}  {:<8}  {:<20}  {:<28}  data",
+        "time (UTC)", "level", "category", "event"
     );
     for r in records {
         let ts = r["timestamp"].as_str().unwrap_or("");

@@ -104,13 +104,12 @@ async fn main() -> anyhow::Result<()> {
             command: KeysCommand::Create { tenant, config },
         } => {
             let config = load_config(config.as_deref())?;
-            let store =
-                callscope_store::Store::open(config.storage.clone()).with_context(|| {
-                    format!(
-                        "opening {} (is a server running on it? stop it first)",
-                        config.storage.path.display()
-                    )
-                })?;
+            let store = callscope_store::Store::open(&config.storage).with_context(|| {
+                format!(
+                    "opening {} (is a server running on it? stop it first)",
+                    config.storage.path.display()
+                )
+            })?;
             let key = callscope::keys::create(&store, &tenant).await?;
             store.shutdown().await?;
             println!("{key}");

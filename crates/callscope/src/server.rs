@@ -32,7 +32,7 @@ impl Server {
     /// Storage cannot be opened, a port cannot be bound, or the configuration is
     /// refused by a component.
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
-        let store = Store::open(config.storage.clone()).context("opening storage")?;
+        let store = Store::open(&config.storage).context("opening storage")?;
 
         let keys = Arc::new(KeyRing::new());
         for k in &config.api.keys {

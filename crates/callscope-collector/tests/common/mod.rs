@@ -24,7 +24,7 @@ pub struct Harness {
 /// A collector with `otlp` and `forward`, over a fresh store.
 pub fn harness(otlp: OtlpConfig, forward: Vec<ForwardConfig>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
+    let store = Store::open(&StoreConfig {
         path: dir.path().join("callscope.duckdb"),
         ..StoreConfig::default()
     })
