@@ -184,7 +184,6 @@ impl Store {
         let ready = Arc::new(AtomicBool::new(true));
         let metrics = Arc::new(StoreMetrics::default());
         let queue_records = config.queue_records.max(1);
-        metrics.set_queue(queue_records, queue_records);
         let (tx, rx) = mpsc::channel();
         let w = writer::Writer::new(
             conn,
@@ -202,10 +201,12 @@ impl Store {
             .spawn(move || w.run())
             .map_err(|e| open_err(Box::new(e)))?;
 
+        let queue = Arc::new(Semaphore::new(queue_records));
+        metrics.watch_queue(queue_records, queue.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
-                queue: Arc::new(Semaphore::new(queue_records)),
+                queue,
                 queue_records,
                 ready,
                 readers,
@@ -296,16 +297,7 @@ impl Store {
             })
             .map_err(|_| Error::Closed)?;
         }
-        self.inner.metrics.set_queue(
-            self.inner.queue_records,
-            self.inner.queue.available_permits(),
-        );
-        let result = rx.await.map_err(|_| Error::Closed)?;
-        self.inner.metrics.set_queue(
-            self.inner.queue_records,
-            self.inner.queue.available_permits(),
-        );
-        result
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// Deletes records older than `before` now, as the retention task does hourly.
