@@ -365,8 +365,12 @@ impl Store {
             inner.readers.pool.lock().push(conn);
             drop(slot);
             out.map_err(|e| match e {
-                // The database instance is unusable until the writer has reopened it.
+                // The database instance is unusable until the writer has reopened it;
+                // ask it to, in case no write is coming to find out.
                 Error::Database(e) if writer::is_invalidated(&e) => {
+                    if let Some(tx) = inner.tx.lock().as_ref() {
+                        let _ = tx.send(writer::Command::CheckHealth);
+                    }
                     Error::Unavailable(e.to_string())
                 }
                 e => e,
