@@ -270,6 +270,8 @@ pub struct Tally {
     pub next_seq: u64,
     /// What the requests without an answer failed with.
     pub transport_errors: Vec<String>,
+    /// The first messages of retryable refusals.
+    pub refusals: Vec<String>,
 }
 
 /// Sends requests of fresh records until `stop` is set (or the server is gone, with
@@ -325,6 +327,8 @@ pub async fn sender(
                 tally
                     .unexpected
                     .push(format!("{}: {}", answer.code, answer.message));
+            } else if tally.refusals.len() < 20 {
+                tally.refusals.push(answer.message.clone());
             }
             tokio::time::sleep(spec.backoff).await;
         }
