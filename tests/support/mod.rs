@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod otlp;
+pub mod process;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use callscope::{Config, Server};
@@ -218,5 +221,81 @@ pub fn assert_clean(data: &Value) {
         }
     } else if let Some(items) = data.as_array() {
         items.iter().for_each(assert_clean);
+    }
+}
+
+/// Every record id in the DuckDB file at `db`, with how many rows carry it, and each
+/// call's `log_count` from the `calls` table. Opens the file itself, so no server may be
+/// running on it.
+pub async fn stored_ids(
+    db: &std::path::Path,
+) -> (
+    std::collections::HashMap<uuid::Uuid, usize>,
+    std::collections::HashMap<(String, String), i64>,
+) {
+    let store = callscope_store::Store::open(&callscope_store::StoreConfig {
+        path: db.to_owned(),
+        retention_days: 0,
+        ..callscope_store::StoreConfig::default()
+    })
+    .expect("the file opens");
+    let ids = store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT id::VARCHAR, count(*) FROM logs GROUP BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, n)| (id.parse().unwrap(), usize::try_from(n).unwrap()))
+        .collect();
+    let calls = store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT tenant, call_id, log_count FROM calls")?;
+            let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    store.shutdown().await.unwrap();
+    (ids, calls)
+}
+
+/// Every record id the API shows `tenant` for `call_id` (all pages, oldest first), or
+/// `None` when the call is not found.
+pub async fn api_ids(
+    http: &reqwest::Client,
+    api: std::net::SocketAddr,
+    tenant: &str,
+    call_id: &str,
+) -> Option<Vec<uuid::Uuid>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("http://{api}/v1/calls/{call_id}/logs?order=asc&limit=1000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let resp = http
+            .get(url)
+            .bearer_auth(key_for(tenant))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 404 {
+            return None;
+        }
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        for r in body["data"].as_array().unwrap() {
+            out.push(r["id"].as_str().unwrap().parse().unwrap());
+        }
+        if body["has_more"] != true {
+            return Some(out);
+        }
+        after = body["last_id"].as_str().map(str::to_owned);
     }
 }

@@ -34,16 +34,18 @@
 //! ```
 
 mod config;
-pub mod decode;
 pub mod embedded;
 mod forward;
 mod grpc;
 mod http;
 mod metrics;
 mod pipeline;
+
+/// Fake OTLP requests for tests and benches (feature `testing`): the same module as
+/// `callscope_otlp::testing`.
 #[cfg(any(test, feature = "testing"))]
-pub mod testing;
-pub mod visibility;
+pub use callscope_otlp::testing;
+pub use callscope_otlp::{decode, visibility};
 
 pub use config::{Compression, ForwardConfig, ForwardProtocol, OtlpConfig, Signal};
 pub use embedded::EmbeddedLogExporter;

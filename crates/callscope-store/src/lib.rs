@@ -9,6 +9,10 @@
 //!   [`Error::Overloaded`] rather than buffering without limit.
 //! - A failed write is never acknowledged: every request in the group gets
 //!   [`Error::Unavailable`] and [`Store::is_ready`] turns false until a write succeeds.
+//!   When the failure left DuckDB unusable (a checkpoint that failed on a full disk
+//!   invalidates the database instance), the writer closes it and reopens the file,
+//!   retrying until it opens, so ingest recovers without a restart once the fault
+//!   clears. Everything committed before stays in the file and its write-ahead log.
 //! - Reads run on their own connections, off the async runtime.
 //!
 //! ```no_run
@@ -99,13 +103,45 @@ pub struct AppendReceipt {
     pub duplicates: usize,
 }
 
+/// The reader connections, behind a gate of one slot per connection. A query holds a
+/// slot while it runs; the writer takes every slot before it reopens the database, so no
+/// query runs on a connection of the instance being replaced.
+pub(crate) struct Readers {
+    pub(crate) pool: Mutex<Vec<Connection>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) count: usize,
+}
+
+impl Readers {
+    /// `count` connections to the database `conn` belongs to.
+    pub(crate) fn connect(conn: &Connection, count: usize) -> duckdb::Result<Vec<Connection>> {
+        (0..count).map(|_| conn.try_clone()).collect()
+    }
+}
+
+/// Opens the database file with the configured memory and thread settings.
+pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
+    let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
+        path: config.path.clone(),
+        source: e,
+    };
+    let mut db_config = Config::default()
+        .max_memory(&config.memory_limit)
+        .map_err(|e| open_err(Box::new(e)))?;
+    if config.threads > 0 {
+        db_config = db_config
+            .threads(i64::try_from(config.threads).unwrap_or(i64::MAX))
+            .map_err(|e| open_err(Box::new(e)))?;
+    }
+    Connection::open_with_flags(&config.path, db_config).map_err(|e| open_err(Box::new(e)))
+}
+
 struct Inner {
     tx: Mutex<Option<mpsc::Sender<writer::Command>>>,
     queue: Arc<Semaphore>,
     queue_records: usize,
     ready: Arc<AtomicBool>,
-    readers: Mutex<Vec<Connection>>,
-    reader_slots: Semaphore,
+    readers: Arc<Readers>,
     metrics: Arc<StoreMetrics>,
     schema: duckdb::arrow::datatypes::SchemaRef,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -141,21 +177,15 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
-        let mut db_config = Config::default()
-            .max_memory(&config.memory_limit)
-            .map_err(|e| open_err(Box::new(e)))?;
-        if config.threads > 0 {
-            db_config = db_config
-                .threads(i64::try_from(config.threads).unwrap_or(i64::MAX))
-                .map_err(|e| open_err(Box::new(e)))?;
-        }
-        let conn =
-            Connection::open_with_flags(&path, db_config).map_err(|e| open_err(Box::new(e)))?;
+        let conn = open_connection(config)?;
         schema::migrate(&conn)?;
 
-        let readers = (0..config.reader_connections.max(1))
-            .map(|_| conn.try_clone())
-            .collect::<duckdb::Result<Vec<_>>>()?;
+        let reader_count = config.reader_connections.max(1);
+        let readers = Arc::new(Readers {
+            pool: Mutex::new(Readers::connect(&conn, reader_count)?),
+            slots: Arc::new(Semaphore::new(reader_count)),
+            count: reader_count,
+        });
         let ready = Arc::new(AtomicBool::new(true));
         let metrics = Arc::new(StoreMetrics::default());
         let queue_records = config.queue_records.max(1);
@@ -167,6 +197,10 @@ impl Store {
             ready.clone(),
             metrics.clone(),
             config.commit_group_records.max(1),
+            writer::Reopen {
+                config: config.clone(),
+                readers: readers.clone(),
+            },
         )?;
         let handle = std::thread::Builder::new()
             .name("callscope-writer".into())
@@ -179,8 +213,7 @@ impl Store {
                 queue: Arc::new(Semaphore::new(queue_records)),
                 queue_records,
                 ready,
-                reader_slots: Semaphore::new(readers.len()),
-                readers: Mutex::new(readers),
+                readers,
                 metrics,
                 schema: prepare::logs_schema(),
                 writer_thread: Mutex::new(Some(handle)),
@@ -326,18 +359,31 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _slot = self
+        // The slot moves into the blocking task, so it is held until the connection is
+        // back in the pool even if this future is dropped early.
+        let slot = self
             .inner
-            .reader_slots
-            .acquire()
+            .readers
+            .slots
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().pop().ok_or(Error::Closed)?;
+            let Some(conn) = inner.readers.pool.lock().pop() else {
+                return Err(Error::Unavailable("storage is being reopened".into()));
+            };
             let out = f(&conn);
-            inner.readers.lock().push(conn);
-            out
+            inner.readers.pool.lock().push(conn);
+            drop(slot);
+            out.map_err(|e| match e {
+                // The database instance is unusable until the writer has reopened it.
+                Error::Database(e) if writer::is_invalidated(&e) => {
+                    Error::Unavailable(e.to_string())
+                }
+                e => e,
+            })
         })
         .await
         .map_err(|_| Error::Closed)?

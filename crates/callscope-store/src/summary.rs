@@ -393,6 +393,9 @@ pub(crate) fn columns() -> impl Iterator<Item = (&'static str, &'static str)> {
         .map(|c| (c.name, if c.number { "BIGINT" } else { "VARCHAR" }))
 }
 
+/// [`upsert_sql`], built once.
+pub(crate) static UPSERT_CALLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_sql);
+
 /// The upsert that merges the scratch table `_call_delta` into `calls`.
 pub(crate) fn upsert_sql() -> String {
     let mut set = vec![

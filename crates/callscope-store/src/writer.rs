@@ -1,6 +1,10 @@
 //! The single writer: one thread owns the write connection, gathers whatever append
 //! requests are waiting into one transaction (group commit), drops records already
 //! stored, and answers every request in the group only after `COMMIT` returned.
+//!
+//! When a write fails and DuckDB has invalidated the database instance (it does when a
+//! checkpoint fails, e.g. on a full disk), the writer closes the instance and reopens the
+//! file, at most once per [`REOPEN_INTERVAL`], failing appends fast in between.
 
 use std::{
     collections::HashSet,
@@ -9,7 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use duckdb::{
@@ -25,11 +29,28 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use uuid::Uuid;
 
 use crate::{
-    AppendReceipt, Error, Result,
+    AppendReceipt, Error, Readers, Result, StoreConfig,
     metrics::StoreMetrics,
+    open_connection,
     prepare::PreparedBatch,
     summary::{self, CallDelta},
 };
+
+/// How often the writer tries to reopen a database that DuckDB invalidated.
+pub(crate) const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the writer needs to reopen the database.
+pub(crate) struct Reopen {
+    pub(crate) config: StoreConfig,
+    pub(crate) readers: Arc<Readers>,
+}
+
+/// Has DuckDB invalidated the database instance this error came from? Every later
+/// statement on it fails until the file is opened again.
+pub(crate) fn is_invalidated(e: &duckdb::Error) -> bool {
+    let text = e.to_string();
+    text.contains("database has been invalidated") || text.contains("FATAL Error")
+}
 
 pub(crate) enum Command {
     Append {
@@ -48,12 +69,15 @@ pub(crate) enum Command {
 }
 
 pub(crate) struct Writer {
-    conn: Connection,
-    upsert_calls: String,
+    /// `None` while the database is closed after DuckDB invalidated it.
+    conn: Option<Connection>,
     rx: mpsc::Receiver<Command>,
     ready: Arc<AtomicBool>,
     metrics: Arc<StoreMetrics>,
     max_group_rows: usize,
+    reopen: Reopen,
+    /// While the database is closed: when it was last tried, and why it is closed.
+    closed: Option<(Instant, String)>,
 }
 
 fn scratch_ddl() -> String {
@@ -71,17 +95,92 @@ impl Writer {
         ready: Arc<AtomicBool>,
         metrics: Arc<StoreMetrics>,
         max_group_rows: usize,
+        reopen: Reopen,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
-        let upsert_calls = summary::upsert_sql();
         Ok(Self {
-            conn,
-            upsert_calls,
+            conn: Some(conn),
             rx,
             ready,
             metrics,
             max_group_rows,
+            reopen,
+            closed: None,
         })
+    }
+
+    /// The write connection, reopening the database first if it is closed (at most once
+    /// per [`REOPEN_INTERVAL`]).
+    fn connection(&mut self) -> Result<&Connection> {
+        if self.conn.is_none() {
+            self.try_reopen(false);
+        }
+        match &self.conn {
+            Some(c) => Ok(c),
+            None => Err(Error::Unavailable(
+                self.closed
+                    .as_ref()
+                    .map_or_else(String::new, |(_, why)| why.clone()),
+            )),
+        }
+    }
+
+    /// After a failed write: if DuckDB invalidated the instance, close it and reopen.
+    fn check_health(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        if let Err(e) = conn.execute_batch("SELECT 1")
+            && is_invalidated(&e)
+        {
+            tracing::error!(error = %e, "DuckDB invalidated the database; reopening it.");
+            self.close(e.to_string());
+            self.try_reopen(true);
+        }
+    }
+
+    /// Closes the database: every reader connection, then the writer's, once the
+    /// queries running on the readers have finished.
+    fn close(&mut self, why: String) {
+        let readers = self.reopen.readers.clone();
+        let all = u32::try_from(readers.count).unwrap_or(u32::MAX);
+        let slots = block_on(readers.slots.clone().acquire_many_owned(all));
+        readers.pool.lock().clear();
+        self.conn = None;
+        drop(slots);
+        self.closed = Some((Instant::now(), why));
+    }
+
+    /// Opens the database again, unless the last attempt is more recent than
+    /// [`REOPEN_INTERVAL`] and `now` is false.
+    fn try_reopen(&mut self, now: bool) {
+        if !now
+            && self
+                .closed
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < REOPEN_INTERVAL)
+        {
+            return;
+        }
+        let readers = self.reopen.readers.clone();
+        let all = u32::try_from(readers.count).unwrap_or(u32::MAX);
+        let slots = block_on(readers.slots.clone().acquire_many_owned(all));
+        let opened = open_connection(&self.reopen.config).and_then(|conn| {
+            conn.execute_batch(&scratch_ddl())?;
+            let pool = Readers::connect(&conn, readers.count)?;
+            Ok((conn, pool))
+        });
+        match opened {
+            Ok((conn, pool)) => {
+                *readers.pool.lock() = pool;
+                self.conn = Some(conn);
+                self.closed = None;
+                tracing::info!("Reopened the database.");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Reopening the database failed; will retry.");
+                self.closed = Some((Instant::now(), e.to_string()));
+            }
+        }
+        drop(slots);
     }
 
     /// Runs until a shutdown command arrives or every sender is gone.
@@ -113,9 +212,12 @@ impl Writer {
                                 let _ = reply.send(self.purge(before_ns));
                             }
                             Command::Shutdown { reply } => {
-                                let _ = reply.send(
-                                    self.conn.execute_batch("CHECKPOINT").map_err(Error::from),
-                                );
+                                // A closed database has nothing to checkpoint: what
+                                // was committed is in the file and its WAL.
+                                let result = self.conn.as_ref().map_or(Ok(()), |c| {
+                                    c.execute_batch("CHECKPOINT").map_err(Error::from)
+                                });
+                                let _ = reply.send(result);
                                 return;
                             }
                             Command::Append { .. } => unreachable!("handled above"),
@@ -160,7 +262,10 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Some(conn) = &self.conn {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.check_health();
                 self.ready.store(false, Ordering::Relaxed);
                 self.metrics.record_write_error();
                 tracing::error!(error = %e, requests = group.len(), "Write failed; nothing in the group was acknowledged.");
@@ -177,7 +282,8 @@ impl Writer {
         let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
             (lo.min(b.min_ts), hi.max(b.max_ts))
         });
-        let stored = self.already_stored(batches, min_ts, max_ts)?;
+        let conn = self.connection()?;
+        let stored = Self::already_stored(conn, batches, min_ts, max_ts)?;
 
         let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
         let mut receipts = Vec::with_capacity(batches.len());
@@ -216,9 +322,9 @@ impl Writer {
             });
         }
 
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        conn.execute_batch("BEGIN TRANSACTION")?;
         {
-            let mut app = self.conn.appender("logs")?;
+            let mut app = conn.appender("logs")?;
             for rb in to_append {
                 if rb.num_rows() > 0 {
                     app.append_record_batch(rb)?;
@@ -227,15 +333,15 @@ impl Writer {
             app.flush()?;
         }
         if !deltas.is_empty() {
-            self.conn.execute_batch("DELETE FROM _call_delta")?;
+            conn.execute_batch("DELETE FROM _call_delta")?;
             let merged = merge_deltas(deltas);
-            let mut app = self.conn.appender("_call_delta")?;
+            let mut app = conn.appender("_call_delta")?;
             app.append_record_batch(summary::delta_batch(&merged)?)?;
             app.flush()?;
             drop(app);
-            self.conn.execute_batch(&self.upsert_calls)?;
+            conn.execute_batch(&summary::UPSERT_CALLS)?;
         }
-        self.conn.execute_batch("COMMIT")?;
+        conn.execute_batch("COMMIT")?;
         Ok(receipts)
     }
 
@@ -243,12 +349,12 @@ impl Writer {
     /// look-up is confined to the group's time window, which DuckDB's zone maps prune to
     /// the few row groups written around that time.
     fn already_stored(
-        &mut self,
+        conn: &Connection,
         batches: &[&PreparedBatch],
         min_ts: i64,
         max_ts: i64,
     ) -> Result<HashSet<Uuid>> {
-        self.conn.execute_batch("DELETE FROM _incoming_ids")?;
+        conn.execute_batch("DELETE FROM _incoming_ids")?;
         {
             let uuid_meta = std::collections::HashMap::from([(
                 "ARROW:extension:name".to_owned(),
@@ -257,7 +363,7 @@ impl Writer {
             let schema = Arc::new(Schema::new(vec![
                 Field::new("id", DataType::FixedSizeBinary(16), false).with_metadata(uuid_meta),
             ]));
-            let mut app = self.conn.appender("_incoming_ids")?;
+            let mut app = conn.appender("_incoming_ids")?;
             for b in batches {
                 let ids: ArrayRef = b.batch.column(0).clone();
                 app.append_record_batch(
@@ -267,7 +373,7 @@ impl Writer {
             }
             app.flush()?;
         }
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "SELECT l.id::VARCHAR FROM logs l SEMI JOIN _incoming_ids i ON l.id = i.id WHERE l.ts BETWEEN ? AND ?",
         )?;
         let rows = stmt.query_map([min_ts, max_ts], |r| r.get::<_, String>(0))?;
@@ -280,16 +386,43 @@ impl Writer {
     }
 
     fn purge(&mut self, before_ns: i64) -> Result<u64> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
-        tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
-        tx.execute(
-            "DELETE FROM comments c WHERE NOT EXISTS \
-             (SELECT 1 FROM calls k WHERE k.tenant = c.tenant AND k.call_id = c.call_id)",
-            [],
-        )?;
-        tx.commit()?;
-        Ok(n as u64)
+        self.connection()?;
+        let conn = self.conn.as_mut().ok_or(Error::Closed)?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
+            tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
+            tx.execute(
+                "DELETE FROM comments c WHERE NOT EXISTS \
+                 (SELECT 1 FROM calls k WHERE k.tenant = c.tenant AND k.call_id = c.call_id)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })();
+        if result.is_err() {
+            self.check_health();
+        }
+        result
+    }
+}
+
+/// Runs a future to completion on the current thread (the writer has no async runtime).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

@@ -12,7 +12,7 @@
 //! records with the same ids.
 //!
 //! ```
-//! use callscope_collector::visibility::{VisibilityConfig, VisibilityFilter};
+//! use callscope_otlp::visibility::{VisibilityConfig, VisibilityFilter};
 //! use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 //!
 //! let filter = VisibilityFilter::new(&VisibilityConfig {
@@ -21,7 +21,7 @@
 //! })?;
 //! let out = filter.apply(&ExportLogsServiceRequest::default());
 //! assert!(out.records.is_empty() && out.error_message.is_empty());
-//! # Ok::<(), callscope_collector::visibility::ConfigError>(())
+//! # Ok::<(), callscope_otlp::visibility::ConfigError>(())
 //! ```
 //!
 //! # Rules

@@ -1,7 +1,7 @@
 //! Fake OTLP log requests for tests and benches (feature `testing`).
 //!
 //! ```
-//! use callscope_collector::testing::{LogBuilder, ResourceBuilder, map, request};
+//! use callscope_otlp::testing::{LogBuilder, ResourceBuilder, map, request};
 //!
 //! let req = request([ResourceBuilder::new()
 //!     .attr("host.name", "node-7")
