@@ -298,6 +298,18 @@ async fn operations_endpoints() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/v1/calls/{call_id}/logs"]["get"].is_object());
     assert!(doc["paths"]["/v1/log/call/{call_id}"]["get"].is_object());
+    for (path, method) in [
+        ("/v1/logs/search", "post"),
+        ("/v1/calls", "get"),
+        ("/v1/calls/{call_id}", "get"),
+        ("/v1/calls/{call_id}/comments", "get"),
+        ("/v1/calls/{call_id}/comments", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    for schema in ["Call", "LevelCounts", "SearchBody", "SearchResponse", "CommentBody"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
     assert!(doc["components"]["schemas"]["LogRecord"].is_object());
 
     let (status, text) = get(&f.app, "/metrics", None).await;

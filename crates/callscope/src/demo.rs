@@ -122,6 +122,13 @@ pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let http = reqwest::Client::new();
     let api = format!("http://{}", server.api_addr);
     let records = fetch_call(&http, &api, &key, &call).await?;
+    let summary_json: Value = http
+        .get(format!("{api}/v1/calls/{}", call.call_id))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .json()
+        .await?;
     let metrics = http
         .get(format!("{api}/metrics"))
         .send()
@@ -136,6 +143,7 @@ pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let text = render(
         &report,
         &call,
+        &summary_json,
         &records,
         internal_kept_out,
         &api,
@@ -250,9 +258,11 @@ fn summary(data: &Value) -> String {
     line
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     report: &SimReport,
     call: &CallReport,
+    summary_json: &Value,
     records: &[Value],
     internal: u64,
     api: &str,
@@ -268,10 +278,19 @@ fn render(
         report.customer_events(),
         report.internal_records()
     );
+    let field = |k: &str| summary_json[k].as_str().unwrap_or("?").to_owned();
+    let duration = summary_json["duration_ms"]
+        .as_i64()
+        .map_or_else(String::new, |ms| format!(", {:.1} s", ms as f64 / 1000.0));
     let _ = writeln!(
         out,
-        "Call {} ({}, {} → {}, {}), as tenant `{}` sees it:\n",
-        call.call_id, call.direction, call.from, call.to, call.status, call.tenant
+        "Call {} ({}, {} → {}, {}{duration}), as tenant `{}` sees it:\n",
+        call.call_id,
+        field("direction"),
+        field("from"),
+        field("to"),
+        field("status"),
+        call.tenant
     );
     let _ = writeln!(
         out,
@@ -303,8 +322,8 @@ fn render(
     if serving {
         let _ = writeln!(
             out,
-            "\nTry it:\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls/{}/logs?order=asc&limit=5'\n",
-            call.call_id
+            "\nTry it:\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls/{id}/logs?order=asc&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls?status=failed,missed'\n  curl -s -H 'Authorization: Bearer {key}' -H 'content-type: application/json' {api}/v1/logs/search -d '{{\"min_level\": \"ERROR\", \"size\": 5}}'\n",
+            id = call.call_id
         );
     }
     out
