@@ -33,13 +33,24 @@ struct Endpoint {
     method: &'static str,
     /// The request target for a call id (inserted as given: tests pass raw bytes).
     target: fn(&str) -> String,
-    /// The JSON body, if the endpoint takes one.
+    /// The JSON body for a call id, if the endpoint takes one.
     body: Option<fn(&str) -> String>,
     /// What another tenant's (or no) call answers: 404 for per-call routes.
     foreign: u16,
+    /// What the caller's own call answers.
+    own: u16,
+    /// Its answers show the call's records (and so carry the tenant's markers).
+    shows_records: bool,
+    /// Its query parameters.
+    params: &'static [&'static str],
 }
 
-/// Every customer endpoint that takes a call id. Adding an endpoint is one line here;
+/// A JSON string.
+fn js(v: &str) -> String {
+    Value::String(v.to_owned()).to_string()
+}
+
+/// Every customer endpoint that takes a call id. Adding an endpoint is one entry here;
 /// every test below then covers it.
 const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
@@ -48,6 +59,9 @@ const ENDPOINTS: &[Endpoint] = &[
         target: |c| format!("/v1/calls/{c}/logs"),
         body: None,
         foreign: 404,
+        own: 200,
+        shows_records: true,
+        params: LOG_PARAMS,
     },
     Endpoint {
         name: "call logs (alias)",
@@ -55,7 +69,91 @@ const ENDPOINTS: &[Endpoint] = &[
         target: |c| format!("/v1/log/call/{c}"),
         body: None,
         foreign: 404,
+        own: 200,
+        shows_records: true,
+        params: LOG_PARAMS,
     },
+    Endpoint {
+        name: "call detail",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: &[],
+    },
+    Endpoint {
+        name: "comments",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/comments"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: &[],
+    },
+    Endpoint {
+        name: "add comment",
+        method: "POST",
+        target: |c| format!("/v1/calls/{c}/comments"),
+        body: Some(|_| r#"{"author": "mallory", "text": "planted"}"#.to_owned()),
+        foreign: 404,
+        own: 201,
+        shows_records: false,
+        params: &[],
+    },
+    Endpoint {
+        name: "search by call id",
+        method: "POST",
+        target: |_| "/v1/logs/search".to_owned(),
+        body: Some(|c| format!(r#"{{"call_ids": [{}], "size": 100}}"#, js(c))),
+        foreign: 200,
+        own: 200,
+        shows_records: true,
+        params: &[],
+    },
+];
+
+/// Customer endpoints without a call id: method, target, and the query parameters
+/// (GET) or body fields (POST) they take. One line per endpoint.
+const COLLECTIONS: &[(&str, &str, &[&str])] = &[
+    ("GET", "/v1/calls", CALL_LIST_PARAMS),
+    ("POST", "/v1/logs/search", SEARCH_FIELDS),
+];
+
+/// The query parameters of the calls list.
+const CALL_LIST_PARAMS: &[&str] = &[
+    "status",
+    "direction",
+    "from_number",
+    "to_number",
+    "agent_id",
+    "campaign_id",
+    "hangup_reason",
+    "hangup_source",
+    "min_duration_ms",
+    "max_duration_ms",
+    "started_after",
+    "started_before",
+    "page",
+    "limit",
+];
+
+/// The body fields of the search.
+const SEARCH_FIELDS: &[&str] = &[
+    "events",
+    "categories",
+    "levels",
+    "min_level",
+    "call_ids",
+    "agent_ids",
+    "from",
+    "to",
+    "search_text",
+    "sort_direction",
+    "page",
+    "size",
 ];
 
 /// The query parameters of the per-call log routes.
@@ -253,10 +351,12 @@ fn check_echo(
     }
     for tenant in support::TENANTS {
         if Some(tenant) != caller {
-            assert!(
-                !body.contains(&marker(tenant)),
-                "{what}: leaks {tenant}: {body}"
-            );
+            for secret in [marker(tenant), format!("{tenant}-only")] {
+                assert!(
+                    echo.contains(&secret) || !body.contains(&secret),
+                    "{what}: leaks {tenant}: {body}"
+                );
+            }
         }
     }
     for internal in [
@@ -275,6 +375,19 @@ fn check_echo(
     }
 }
 
+/// A body with the parts that vary between identical requests removed.
+fn stable(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(mut v) => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("execution_time_ms");
+            }
+            v.to_string()
+        }
+        Err(_) => body.to_owned(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_keys_never_reach_another_tenants_calls() {
     let h = Harness::start().await;
@@ -282,9 +395,9 @@ async fn one_tenants_keys_never_reach_another_tenants_calls() {
     let api = h.server().api_addr;
     let long_key = format!("Bearer cs_{}", "a".repeat(8000));
     for e in ENDPOINTS {
-        let body = e.body.map(|b| b("globex-only"));
-        let send = |target: String, key: Option<String>| {
-            let body = body.clone();
+        let send = |call: &str, key: Option<String>| {
+            let target = (e.target)(call);
+            let body = e.body.map(|b| b(call));
             async move { raw(api, e.method, &target, key.as_deref(), body.as_deref()).await }
         };
         // Without a valid key: 401, whatever the call.
@@ -300,28 +413,79 @@ async fn one_tenants_keys_never_reach_another_tenants_calls() {
             Some(long_key.clone()),
         ] {
             for call in ["acme-only", "globex-only", "nope"] {
-                let (s, b) = send((e.target)(call), key.clone()).await;
-                check(e.name, s, &b, None, &[401]);
+                let (s, b) = send(call, key.clone()).await;
+                check_echo(e.name, s, &b, None, &[401], call);
                 assert!(b.contains("UNAUTHORIZED"), "{}: {b}", e.name);
             }
         }
         // Another tenant's call answers exactly as a call that does not exist.
-        let (s_foreign, b_foreign) = send((e.target)("globex-only"), Some(bearer("acme"))).await;
-        let (s_missing, b_missing) = send((e.target)("no-such-call"), Some(bearer("acme"))).await;
-        check(e.name, s_foreign, &b_foreign, Some("acme"), &[e.foreign]);
+        let (s_foreign, b_foreign) = send("globex-only", Some(bearer("acme"))).await;
+        let (s_missing, b_missing) = send("no-such-call", Some(bearer("acme"))).await;
+        check_echo(
+            e.name,
+            s_foreign,
+            &b_foreign,
+            Some("acme"),
+            &[e.foreign],
+            "globex-only",
+        );
         assert_eq!(
-            (s_foreign, b_foreign),
-            (s_missing, b_missing),
+            (s_foreign, stable(&b_foreign)),
+            (s_missing, stable(&b_missing)),
             "{}: a foreign call is told apart from a missing one",
             e.name
         );
         // A call id both tenants use shows each tenant only its own records.
         for tenant in support::TENANTS {
-            let (s, b) = send((e.target)("shared-id"), Some(bearer(tenant))).await;
-            check(e.name, s, &b, Some(tenant), &[200]);
-            assert!(b.contains(&marker(tenant)), "{}: {b}", e.name);
+            let (s, b) = send("shared-id", Some(bearer(tenant))).await;
+            check(e.name, s, &b, Some(tenant), &[e.own]);
+            if e.shows_records {
+                assert!(b.contains(&marker(tenant)), "{}: {b}", e.name);
+            }
         }
     }
+    // Lists show the caller's calls only.
+    for tenant in support::TENANTS {
+        let (s, b) = raw(api, "GET", "/v1/calls", Some(&bearer(tenant)), None).await;
+        check("calls list", s, &b, Some(tenant), &[200]);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        let mut calls: Vec<&str> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap())
+            .collect();
+        calls.sort_unstable();
+        let own = format!("{tenant}-only");
+        assert_eq!(calls, [own.as_str(), "shared-id"]);
+        assert_eq!(v["total_count"], 2);
+        let (s, b) = raw(
+            api,
+            "POST",
+            "/v1/logs/search",
+            Some(&bearer(tenant)),
+            Some("{}"),
+        )
+        .await;
+        check("search everything", s, &b, Some(tenant), &[200]);
+        assert_eq!(
+            serde_json::from_str::<Value>(&b).unwrap()["total_count"],
+            10
+        );
+    }
+    // Nothing was planted on another tenant's call: globex's own call has no comment,
+    // and on the shared call id each tenant sees only the one it added itself.
+    let comments = |tenant: &'static str, call: &'static str| async move {
+        let target = format!("/v1/calls/{call}/comments");
+        let (_, b) = raw(api, "GET", &target, Some(&bearer(tenant)), None).await;
+        serde_json::from_str::<Value>(&b).unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(comments("globex", "globex-only").await, 0);
+    assert_eq!(comments("globex", "shared-id").await, 1);
+    assert_eq!(comments("acme", "shared-id").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,60 +493,48 @@ async fn hostile_parameters_never_fail_or_leak() {
     let h = Harness::start().await;
     load(&h).await;
     let api = h.server().api_addr;
+    let acme = bearer("acme");
     let mut answers = std::collections::BTreeMap::new();
+    let mut count = |s: u16| *answers.entry(s).or_insert(0) += 1;
     for e in ENDPOINTS {
-        let body = e.body.map(|b| b("shared-id"));
-        // Hostile call ids, as the path segment.
+        // Hostile call ids: in the path segment (percent-encoded only where a URI must
+        // be) or in the body.
         for v in HOSTILE {
-            let (s, b) = raw(
-                api,
-                e.method,
-                &(e.target)(&in_target(v)),
-                Some(&bearer("acme")),
-                body.as_deref(),
-            )
-            .await;
-            check_echo(
-                &format!("{} call id {v:?}", e.name),
-                s,
-                &b,
-                Some("acme"),
-                &[e.foreign],
-                v,
-            );
-            *answers.entry(s).or_insert(0) += 1;
+            let target = (e.target)(&in_target(v));
+            let body = e.body.map(|b| b(v));
+            let (s, b) = raw(api, e.method, &target, Some(&acme), body.as_deref()).await;
+            let what = format!("{} call id {v:?}", e.name);
+            check_echo(&what, s, &b, Some("acme"), &[e.foreign], v);
+            count(s);
         }
         // Hostile values of every parameter, on the caller's own call.
-        if e.method == "GET" {
-            for p in LOG_PARAMS {
-                for v in HOSTILE {
-                    let target = format!("{}?{p}={}", (e.target)("shared-id"), in_target(v));
-                    let (s, b) = raw(api, e.method, &target, Some(&bearer("acme")), None).await;
-                    check_echo(
-                        &format!("{} {p}={v:?}", e.name),
-                        s,
-                        &b,
-                        Some("acme"),
-                        &[200, 422],
-                        v,
-                    );
-                    *answers.entry(s).or_insert(0) += 1;
-                }
+        for p in e.params {
+            for v in HOSTILE {
+                let target = format!("{}?{p}={}", (e.target)("shared-id"), in_target(v));
+                let (s, b) = raw(api, e.method, &target, Some(&acme), None).await;
+                check_echo(
+                    &format!("{} {p}={v:?}", e.name),
+                    s,
+                    &b,
+                    Some("acme"),
+                    &[200, 422],
+                    v,
+                );
+                count(s);
             }
-            // Oversized query strings: long values, many parameters, up to the 64 KiB
-            // a URI may have; past it the HTTP layer answers 414 before any route runs.
+        }
+        // Oversized query strings: long values, many parameters, up to the 64 KiB a URI
+        // may have; past it the HTTP layer answers 414 before any route runs.
+        if let Some(p) = e.params.first() {
             for n in [10_000, 60_000, 100_000] {
+                let own = (e.target)("shared-id");
                 for target in [
-                    format!("{}?event={}", (e.target)("shared-id"), "A".repeat(n)),
-                    format!("{}?limit={}", (e.target)("shared-id"), "9".repeat(n)),
-                    format!(
-                        "{}?{}",
-                        (e.target)("shared-id"),
-                        "level=INFO&".repeat(n / 11)
-                    ),
-                    format!("{}?after={}", (e.target)("shared-id"), "%27".repeat(n / 3)),
+                    format!("{own}?event={}", "A".repeat(n)),
+                    format!("{own}?limit={}", "9".repeat(n)),
+                    format!("{own}?{}", "level=INFO&".repeat(n / 11)),
+                    format!("{own}?{p}={}", "%27".repeat(n / 3)),
                 ] {
-                    let (s, b) = raw(api, e.method, &target, Some(&bearer("acme")), None).await;
+                    let (s, b) = raw(api, e.method, &target, Some(&acme), None).await;
                     let what = format!("{} {} byte query", e.name, target.len());
                     if target.len() > 65_534 {
                         assert_eq!(s, 414, "{what}");
@@ -390,10 +542,81 @@ async fn hostile_parameters_never_fail_or_leak() {
                     } else {
                         check(&what, s, &b, Some("acme"), &[200, 422]);
                     }
-                    *answers.entry(s).or_insert(0) += 1;
+                    count(s);
                 }
             }
         }
+    }
+    for (method, target, fields) in COLLECTIONS {
+        for f in *fields {
+            for v in HOSTILE {
+                let (s, b) = if *method == "GET" {
+                    let t = format!("{target}?{f}={}", in_target(v));
+                    raw(api, method, &t, Some(&acme), None).await
+                } else {
+                    let body = format!("{{{}: {}}}", js(f), js(v));
+                    raw(api, method, target, Some(&acme), Some(&body)).await
+                };
+                check_echo(
+                    &format!("{target} {f}={v:?}"),
+                    s,
+                    &b,
+                    Some("acme"),
+                    &[200, 400, 422],
+                    v,
+                );
+                count(s);
+                if *method == "POST" {
+                    let body = format!("{{{}: [{}]}}", js(f), js(v));
+                    let (s, b) = raw(api, method, target, Some(&acme), Some(&body)).await;
+                    check_echo(
+                        &format!("{target} {f}=[{v:?}]"),
+                        s,
+                        &b,
+                        Some("acme"),
+                        &[200, 400, 422],
+                        v,
+                    );
+                    count(s);
+                }
+            }
+        }
+        if *method == "POST" {
+            for body in [
+                "",
+                "null",
+                "[]",
+                "\"x\"",
+                "{",
+                &"[".repeat(100_000),
+                &format!("{{\"search_text\": {}}}", js(&"x".repeat(100_000))),
+                &format!(
+                    "{{\"call_ids\": [{}]}}",
+                    vec![js("shared-id"); 5_000].join(",")
+                ),
+            ] {
+                let (s, b) = raw(api, method, target, Some(&acme), Some(body)).await;
+                check(
+                    &format!("{target} body {} bytes", body.len()),
+                    s,
+                    &b,
+                    Some("acme"),
+                    &[200, 400, 422],
+                );
+                count(s);
+            }
+        }
+    }
+    // LIKE wildcards are text like any other.
+    for text in ["%", "_", "%%", "\\", "*"] {
+        let body = format!("{{\"search_text\": {}}}", js(text));
+        let (s, b) = raw(api, "POST", "/v1/logs/search", Some(&acme), Some(&body)).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&b).unwrap()["total_count"],
+            0,
+            "{text}"
+        );
     }
     eprintln!("answers: {answers:?}");
     // Nothing was dropped or changed: each tenant still sees its own records.
