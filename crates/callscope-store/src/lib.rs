@@ -23,6 +23,7 @@
 //! ```
 
 mod error;
+mod export;
 mod metrics;
 mod prepare;
 mod query;
@@ -45,7 +46,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
+/// The DuckDB crate, for the connection [`Store::read`] lends.
+pub use duckdb;
 pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
 pub use query::{LogFilter, LogPage, LogQuery, Order, PageAt};
 
@@ -147,6 +151,7 @@ impl Store {
         let conn =
             Connection::open_with_flags(&path, db_config).map_err(|e| open_err(Box::new(e)))?;
         schema::migrate(&conn)?;
+        export::remove_stale(&path);
 
         let readers = (0..config.reader_connections.max(1))
             .map(|_| conn.try_clone())
@@ -352,6 +357,23 @@ impl Store {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
+    }
+
+    /// Every record of a call that matches `filter`, in `order`, as a file in `format`,
+    /// produced as it is read (see [`ExportStream`]); `None` when `tenant` has no call
+    /// `call_id`.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_call_logs(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        filter: LogFilter,
+        order: Order,
+        format: ExportFormat,
+    ) -> Result<Option<ExportStream>> {
+        export::call_logs(self, tenant, call_id, filter, order, format).await
     }
 
     /// Stores an API key's SHA-256 (hex) for `tenant`.
