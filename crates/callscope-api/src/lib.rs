@@ -21,6 +21,7 @@
 pub mod auth;
 mod config;
 mod error;
+mod export;
 mod logs;
 pub mod openapi;
 mod ops;
@@ -113,6 +114,10 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/calls/{call_id}/logs", get(logs::call_logs))
         .route("/v1/log/call/{call_id}", get(logs::call_logs_alias))
+        .route(
+            "/v1/calls/{call_id}/logs/export",
+            get(export::call_logs_export),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -9,7 +9,11 @@ use utoipa::{
 #[derive(OpenApi)]
 #[openapi(
     info(title = "callscope customer API", description = "Per-call logs for the customers of a voice-agent platform."),
-    paths(crate::logs::call_logs, crate::logs::call_logs_alias),
+    paths(
+        crate::logs::call_logs,
+        crate::logs::call_logs_alias,
+        crate::export::call_logs_export
+    ),
     components(schemas(crate::logs::LogPageBody, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
     modifiers(&BearerKey),
     tags((name = "logs", description = "Call logs"))
