@@ -91,7 +91,16 @@ impl Harness {
 
     /// GET on the API as `tenant` (None: no key). Returns status and JSON body.
     pub async fn get(&self, path: &str, tenant: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.get(self.api(path));
+        self.send(self.http.get(self.api(path)), tenant).await
+    }
+
+    /// POST `body` as JSON to the API as `tenant`. Returns status and JSON body.
+    pub async fn post(&self, path: &str, tenant: Option<&str>, body: &Value) -> (u16, Value) {
+        self.send(self.http.post(self.api(path)).json(body), tenant)
+            .await
+    }
+
+    async fn send(&self, mut req: reqwest::RequestBuilder, tenant: Option<&str>) -> (u16, Value) {
         if let Some(t) = tenant {
             req = req.bearer_auth(key_for(t));
         }

@@ -1,4 +1,5 @@
-//! The customer API: call logs over HTTP, scoped by API key to one tenant.
+//! The customer API: call logs, search, calls and comments over HTTP, scoped by API
+//! key to one tenant.
 //!
 //! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
 //! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod auth;
+mod calls;
 mod config;
 mod error;
 mod export;
@@ -26,6 +28,7 @@ mod logs;
 pub mod openapi;
 mod ops;
 mod params;
+mod search;
 
 use std::sync::{
     Arc,
@@ -37,15 +40,17 @@ use axum::{
     extract::{Request, State},
     middleware::{self, Next},
     response::Response,
-    routing::get,
+    routing::{get, post},
 };
 use callscope_model::metrics::{MetricKind, MetricsSource, PromWriter};
 use callscope_store::Store;
 
 pub use auth::{KeyRing, Tenant, key_sha256_hex};
+pub use calls::{CallPageBody, CommentBody, CommentListBody, NewComment};
 pub use config::{ApiConfig, ApiKeyConfig};
 pub use error::{ApiError, ErrorBody};
 pub use logs::LogPageBody;
+pub use search::{Aggregations, SearchBody, SearchResponse};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -117,6 +122,13 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/calls/{call_id}/logs/export",
             get(export::call_logs_export),
+        )
+        .route("/v1/logs/search", post(search::search))
+        .route("/v1/calls", get(calls::list_calls))
+        .route("/v1/calls/{call_id}", get(calls::get_call))
+        .route(
+            "/v1/calls/{call_id}/comments",
+            get(calls::list_comments).post(calls::add_comment),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

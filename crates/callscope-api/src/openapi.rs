@@ -12,11 +12,16 @@ use utoipa::{
     paths(
         crate::logs::call_logs,
         crate::logs::call_logs_alias,
-        crate::export::call_logs_export
+        crate::search::search,
+        crate::calls::list_calls,
+        crate::calls::get_call,
+        crate::calls::add_comment,
+        crate::calls::list_comments,
+        crate::export::call_logs_export,
     ),
-    components(schemas(crate::logs::LogPageBody, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
+    components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, callscope_model::Call, callscope_model::LevelCounts, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
     modifiers(&BearerKey),
-    tags((name = "logs", description = "Call logs"))
+    tags((name = "logs", description = "Call logs and search"), (name = "calls", description = "Calls and their comments"))
 )]
 pub struct ApiDoc;
 

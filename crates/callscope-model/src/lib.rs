@@ -13,6 +13,7 @@
 //! assert_eq!(Level::from_severity_number(17), Some(Level::Error));
 //! ```
 
+mod call;
 mod catalogue;
 mod category;
 mod error;
@@ -23,6 +24,7 @@ pub mod metrics;
 mod record;
 mod visibility;
 
+pub use call::{Call, LevelCounts, STATUS_IN_PROGRESS};
 pub use catalogue::{CATALOGUE, CallOutcome, EventSpec, events, lookup_event};
 pub use category::Category;
 pub use error::ParseError;

@@ -22,12 +22,15 @@
 //! # Ok(()) }
 //! ```
 
+mod calls;
 mod error;
 mod export;
 mod metrics;
 mod prepare;
 mod query;
 mod schema;
+mod search;
+mod summary;
 mod writer;
 
 use std::{
@@ -46,12 +49,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
+pub use calls::{CallFilter, CallPage, Comment};
 /// The DuckDB crate, for the connection [`Store::read`] lends.
 pub use duckdb;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
 pub use query::{LogFilter, LogPage, LogQuery, Order, PageAt};
+pub use search::{SearchFilter, SearchQuery, SearchResult};
 
 /// `[storage]` in callscope.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +379,72 @@ impl Store {
         format: ExportFormat,
     ) -> Result<Option<ExportStream>> {
         export::call_logs(self, tenant, call_id, filter, order, format).await
+    }
+
+    /// Searches `tenant`'s records across calls.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| search::search(c, &tenant, &query)).await
+    }
+
+    /// A page of `tenant`'s calls matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_calls(
+        &self,
+        tenant: &str,
+        filter: CallFilter,
+        limit: u64,
+        offset: u64,
+    ) -> Result<CallPage> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
+            .await
+    }
+
+    /// One call's summary; `None` when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn call(&self, tenant: &str, call_id: &str) -> Result<Option<callscope_model::Call>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read(move |c| calls::get_call(c, &tenant, &call_id))
+            .await
+    }
+
+    /// Adds a comment to a call; `None` when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn add_comment(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        author: &str,
+        text: &str,
+    ) -> Result<Option<Comment>> {
+        let args = (
+            tenant.to_owned(),
+            call_id.to_owned(),
+            author.to_owned(),
+            text.to_owned(),
+        );
+        self.read(move |c| calls::add_comment(c, &args.0, &args.1, &args.2, &args.3))
+            .await
+    }
+
+    /// A call's comments, oldest first; `None` when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn comments(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<Comment>>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read(move |c| calls::comments(c, &tenant, &call_id))
+            .await
     }
 
     /// Stores an API key's SHA-256 (hex) for `tenant`.

@@ -14,36 +14,7 @@ use duckdb::arrow::{
 };
 use uuid::Uuid;
 
-use crate::{Error, Result};
-
-/// Per-call counts a batch adds to the `calls` table.
-#[derive(Debug, Clone)]
-pub(crate) struct CallDelta {
-    pub(crate) tenant: String,
-    pub(crate) call_id: String,
-    pub(crate) first_ts: i64,
-    pub(crate) last_ts: i64,
-    /// Record count per level, indexed by `Level::code() - 1`.
-    pub(crate) levels: [i64; 5],
-    pub(crate) agent_id: Option<String>,
-    pub(crate) trace_id: Option<String>,
-}
-
-impl CallDelta {
-    pub(crate) fn merge(&mut self, other: &CallDelta) {
-        self.first_ts = self.first_ts.min(other.first_ts);
-        self.last_ts = self.last_ts.max(other.last_ts);
-        for (a, b) in self.levels.iter_mut().zip(other.levels) {
-            *a += b;
-        }
-        if self.agent_id.is_none() {
-            self.agent_id.clone_from(&other.agent_id);
-        }
-        if self.trace_id.is_none() {
-            self.trace_id.clone_from(&other.trace_id);
-        }
-    }
-}
+use crate::{Error, Result, summary::CallDelta};
 
 /// One append request, ready for the writer.
 #[derive(Debug)]
@@ -146,27 +117,10 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
         let idx = *call_index
             .entry((tr.tenant.as_str(), r.call_id.as_str()))
             .or_insert_with(|| {
-                calls.push(CallDelta {
-                    tenant: tr.tenant.clone(),
-                    call_id: r.call_id.clone(),
-                    first_ts: t,
-                    last_ts: t,
-                    levels: [0; 5],
-                    agent_id: None,
-                    trace_id: None,
-                });
+                calls.push(CallDelta::new(&tr.tenant, &r.call_id, t));
                 u32::try_from(calls.len() - 1).unwrap_or(u32::MAX)
             });
-        let delta = &mut calls[idx as usize];
-        delta.first_ts = delta.first_ts.min(t);
-        delta.last_ts = delta.last_ts.max(t);
-        delta.levels[usize::from(r.level.code() - 1)] += 1;
-        if delta.agent_id.is_none() {
-            delta.agent_id.clone_from(&r.agent_id);
-        }
-        if delta.trace_id.is_none() {
-            delta.trace_id.clone_from(&r.trace_id);
-        }
+        calls[idx as usize].observe(r);
         row_call.push((idx, r.level.code()));
     }
 

@@ -84,10 +84,10 @@ pub struct LogPage {
     pub total_pages: Option<u64>,
 }
 
-const RECORD_COLUMNS: &str =
+pub(crate) const RECORD_COLUMNS: &str =
     "id::VARCHAR, ts, level, category, event, call_id, agent_id, trace_id, span_id, data";
 
-fn read_record(row: &duckdb::Row<'_>) -> duckdb::Result<Result<LogRecord>> {
+pub(crate) fn read_record(row: &duckdb::Row<'_>) -> duckdb::Result<Result<LogRecord>> {
     let id: String = row.get(0)?;
     let ts: i64 = row.get(1)?;
     let level: u8 = row.get(2)?;
@@ -116,7 +116,7 @@ fn read_record(row: &duckdb::Row<'_>) -> duckdb::Result<Result<LogRecord>> {
 }
 
 /// Appends `AND column IN (?, ?, …)` for a non-empty list.
-fn push_in(
+pub(crate) fn push_in(
     sql: &mut String,
     params: &mut Vec<Value>,
     column: &str,

@@ -6,7 +6,8 @@
 //!
 //! `calls` holds one row per call, kept current by the writer in the same transaction
 //! as the call's records: the call's time window and counts, and the summary fields
-//! its lifecycle events feed.
+//! its lifecycle events feed (its columns are listed once, in `summary.rs`). The view
+//! `call_summary` adds the derived fields. `comments` holds the team's notes on calls.
 
 use duckdb::Connection;
 
@@ -34,26 +35,37 @@ CREATE TABLE IF NOT EXISTS logs (
     data      VARCHAR,            -- the data object as JSON text
     search    VARCHAR             -- lower-cased message and data values, for text search
 );
-CREATE TABLE IF NOT EXISTS calls (
-    tenant         VARCHAR NOT NULL,
-    call_id        VARCHAR NOT NULL,
-    first_ts       BIGINT  NOT NULL,
-    last_ts        BIGINT  NOT NULL,
-    log_count      BIGINT  NOT NULL,
-    debug_count    BIGINT  NOT NULL,
-    info_count     BIGINT  NOT NULL,
-    warning_count  BIGINT  NOT NULL,
-    error_count    BIGINT  NOT NULL,
-    critical_count BIGINT  NOT NULL,
-    agent_id       VARCHAR,
-    trace_id       VARCHAR,
-    PRIMARY KEY (tenant, call_id)
-);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_sha256 VARCHAR PRIMARY KEY,
     tenant     VARCHAR NOT NULL,
     created_at BIGINT  NOT NULL
 );
+CREATE TABLE IF NOT EXISTS comments (
+    id         UUID    NOT NULL PRIMARY KEY,
+    tenant     VARCHAR NOT NULL,
+    call_id    VARCHAR NOT NULL,
+    author     VARCHAR NOT NULL,
+    body       VARCHAR NOT NULL,
+    created_at BIGINT  NOT NULL   -- nanoseconds since the Unix epoch, UTC
+);
+";
+
+/// `calls` as the API reads it: the derived fields (status, start time, duration)
+/// computed from the stored ones.
+const CALL_SUMMARY_VIEW: &str = "
+CREATE OR REPLACE VIEW call_summary AS
+SELECT tenant, call_id, agent_id, direction, from_number, to_number, campaign_id,
+       coalesce(status, 'in_progress') AS status,
+       coalesce(start_ts, open_ts, first_ts) AS started_ts,
+       end_ts AS ended_ts,
+       coalesce(duration_ms,
+                CASE WHEN end_ts IS NOT NULL AND start_ts IS NOT NULL AND end_ts >= start_ts
+                     THEN (end_ts - start_ts) // 1000000 END) AS duration_ms,
+       ringing_duration_ms, bot_duration_ms, billed_duration_ms,
+       hangup_reason, hangup_source, recording_url, trace_id,
+       log_count, debug_count, info_count, warning_count, error_count, critical_count,
+       first_ts, last_ts
+FROM calls;
 ";
 
 /// Creates missing tables and records the schema version.
@@ -63,6 +75,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
 /// the file was written by a newer callscope.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(DDL)?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS calls (\n{},\n    PRIMARY KEY (tenant, call_id)\n);",
+        crate::summary::column_ddl(true)
+    ))?;
+    // Files from before the summary columns get them (appended in table order).
+    for (name, ty) in crate::summary::columns() {
+        conn.execute_batch(&format!(
+            "ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {ty};"
+        ))?;
+    }
+    conn.execute_batch(CALL_SUMMARY_VIEW)?;
     let found: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",

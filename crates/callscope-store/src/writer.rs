@@ -15,7 +15,7 @@ use std::{
 use duckdb::{
     Connection,
     arrow::{
-        array::{ArrayRef, BooleanArray, Int64Array, StringArray},
+        array::{ArrayRef, BooleanArray},
         compute::filter_record_batch,
         datatypes::{DataType, Field, Schema},
         record_batch::RecordBatch,
@@ -27,7 +27,8 @@ use uuid::Uuid;
 use crate::{
     AppendReceipt, Error, Result,
     metrics::StoreMetrics,
-    prepare::{CallDelta, PreparedBatch},
+    prepare::PreparedBatch,
+    summary::{self, CallDelta},
 };
 
 pub(crate) enum Command {
@@ -48,34 +49,20 @@ pub(crate) enum Command {
 
 pub(crate) struct Writer {
     conn: Connection,
+    upsert_calls: String,
     rx: mpsc::Receiver<Command>,
     ready: Arc<AtomicBool>,
     metrics: Arc<StoreMetrics>,
     max_group_rows: usize,
 }
 
-const SCRATCH_DDL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS _incoming_ids (id UUID NOT NULL);
-CREATE TEMP TABLE IF NOT EXISTS _call_delta (
-    tenant VARCHAR, call_id VARCHAR, first_ts BIGINT, last_ts BIGINT, log_count BIGINT,
-    debug_count BIGINT, info_count BIGINT, warning_count BIGINT, error_count BIGINT,
-    critical_count BIGINT, agent_id VARCHAR, trace_id VARCHAR);
-";
-
-const UPSERT_CALLS: &str = "
-INSERT INTO calls SELECT * FROM _call_delta
-ON CONFLICT (tenant, call_id) DO UPDATE SET
-    first_ts       = least(first_ts, excluded.first_ts),
-    last_ts        = greatest(last_ts, excluded.last_ts),
-    log_count      = log_count + excluded.log_count,
-    debug_count    = debug_count + excluded.debug_count,
-    info_count     = info_count + excluded.info_count,
-    warning_count  = warning_count + excluded.warning_count,
-    error_count    = error_count + excluded.error_count,
-    critical_count = critical_count + excluded.critical_count,
-    agent_id       = coalesce(agent_id, excluded.agent_id),
-    trace_id       = coalesce(trace_id, excluded.trace_id)
-";
+fn scratch_ddl() -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS _incoming_ids (id UUID NOT NULL);\n\
+         CREATE TEMP TABLE IF NOT EXISTS _call_delta (\n{}\n);",
+        summary::column_ddl(false)
+    )
+}
 
 impl Writer {
     pub(crate) fn new(
@@ -85,9 +72,11 @@ impl Writer {
         metrics: Arc<StoreMetrics>,
         max_group_rows: usize,
     ) -> Result<Self> {
-        conn.execute_batch(SCRATCH_DDL)?;
+        conn.execute_batch(&scratch_ddl())?;
+        let upsert_calls = summary::upsert_sql();
         Ok(Self {
             conn,
+            upsert_calls,
             rx,
             ready,
             metrics,
@@ -241,10 +230,10 @@ impl Writer {
             self.conn.execute_batch("DELETE FROM _call_delta")?;
             let merged = merge_deltas(deltas);
             let mut app = self.conn.appender("_call_delta")?;
-            app.append_record_batch(call_delta_batch(&merged)?)?;
+            app.append_record_batch(summary::delta_batch(&merged)?)?;
             app.flush()?;
             drop(app);
-            self.conn.execute_batch(UPSERT_CALLS)?;
+            self.conn.execute_batch(&self.upsert_calls)?;
         }
         self.conn.execute_batch("COMMIT")?;
         Ok(receipts)
@@ -294,6 +283,11 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
         tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
+        tx.execute(
+            "DELETE FROM comments c WHERE NOT EXISTS \
+             (SELECT 1 FROM calls k WHERE k.tenant = c.tenant AND k.call_id = c.call_id)",
+            [],
+        )?;
         tx.commit()?;
         Ok(n as u64)
     }
@@ -313,47 +307,4 @@ fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
         }
     }
     out
-}
-
-fn call_delta_batch(deltas: &[CallDelta]) -> Result<RecordBatch> {
-    let i64s = |f: &dyn Fn(&CallDelta) -> i64| -> ArrayRef {
-        Arc::new(deltas.iter().map(f).collect::<Int64Array>())
-    };
-    let strs = |f: &dyn Fn(&CallDelta) -> Option<&str>| -> ArrayRef {
-        Arc::new(deltas.iter().map(f).collect::<StringArray>())
-    };
-    let columns: Vec<ArrayRef> = vec![
-        strs(&|d| Some(d.tenant.as_str())),
-        strs(&|d| Some(d.call_id.as_str())),
-        i64s(&|d| d.first_ts),
-        i64s(&|d| d.last_ts),
-        i64s(&|d| d.levels.iter().sum()),
-        i64s(&|d| d.levels[0]),
-        i64s(&|d| d.levels[1]),
-        i64s(&|d| d.levels[2]),
-        i64s(&|d| d.levels[3]),
-        i64s(&|d| d.levels[4]),
-        strs(&|d| d.agent_id.as_deref()),
-        strs(&|d| d.trace_id.as_deref()),
-    ];
-    let fields: Vec<Field> = [
-        ("tenant", DataType::Utf8),
-        ("call_id", DataType::Utf8),
-        ("first_ts", DataType::Int64),
-        ("last_ts", DataType::Int64),
-        ("log_count", DataType::Int64),
-        ("debug_count", DataType::Int64),
-        ("info_count", DataType::Int64),
-        ("warning_count", DataType::Int64),
-        ("error_count", DataType::Int64),
-        ("critical_count", DataType::Int64),
-        ("agent_id", DataType::Utf8),
-        ("trace_id", DataType::Utf8),
-    ]
-    .into_iter()
-    .map(|(n, t)| Field::new(n, t, true))
-    .collect();
-    debug_assert_eq!(fields.len(), columns.len());
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::Corrupt(e.to_string()))
 }

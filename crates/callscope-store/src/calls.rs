@@ -1,0 +1,276 @@
+//! Read queries over the call summaries: the filtered list, one call, and comments.
+
+use callscope_model::{Call, Level, LevelCounts, Timestamp};
+use duckdb::{Connection, OptionalExt as _, types::Value};
+use uuid::Uuid;
+
+use crate::{Result, query::push_in};
+
+/// Filters on the calls list; `None` and empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Any of these statuses (`in_progress`, `completed`, `failed`, `missed`, …).
+    pub statuses: Vec<String>,
+    /// Any of these directions.
+    pub directions: Vec<String>,
+    /// The caller's number, exactly.
+    pub from_number: Option<String>,
+    /// The called number, exactly.
+    pub to_number: Option<String>,
+    /// Any of these agents.
+    pub agent_ids: Vec<String>,
+    /// Any of these campaigns.
+    pub campaign_ids: Vec<String>,
+    /// Any of these hang-up reasons.
+    pub hangup_reasons: Vec<String>,
+    /// Any of these hang-up sources.
+    pub hangup_sources: Vec<String>,
+    /// At least this long (calls without a duration don't match).
+    pub min_duration_ms: Option<i64>,
+    /// At most this long (calls without a duration don't match).
+    pub max_duration_ms: Option<i64>,
+    /// Started at or after this time.
+    pub started_after: Option<Timestamp>,
+    /// Started before this time.
+    pub started_before: Option<Timestamp>,
+}
+
+/// A page of the calls list, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPage {
+    /// The calls on this page.
+    pub calls: Vec<Call>,
+    /// Calls matching the filters, on every page.
+    pub total_count: u64,
+}
+
+/// The `call_summary` columns a [`Call`] is read from, in [`read_call`]'s order.
+pub(crate) const CALL_COLUMNS: &str = "call_id, agent_id, direction, from_number, to_number, \
+     campaign_id, status, started_ts, ended_ts, duration_ms, ringing_duration_ms, \
+     bot_duration_ms, billed_duration_ms, hangup_reason, hangup_source, recording_url, \
+     trace_id, log_count, debug_count, info_count, warning_count, error_count, critical_count";
+
+fn count(row: &duckdb::Row<'_>, i: usize) -> duckdb::Result<u64> {
+    Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
+}
+
+pub(crate) fn read_call(row: &duckdb::Row<'_>) -> duckdb::Result<Call> {
+    let mut level_counts = LevelCounts::default();
+    for (i, level) in Level::ALL.into_iter().enumerate() {
+        level_counts.set(level, count(row, 18 + i)?);
+    }
+    Ok(Call {
+        call_id: row.get(0)?,
+        agent_id: row.get(1)?,
+        direction: row.get(2)?,
+        from: row.get(3)?,
+        to: row.get(4)?,
+        campaign_id: row.get(5)?,
+        status: row.get(6)?,
+        started_at: Timestamp(row.get(7)?),
+        ended_at: row.get::<_, Option<i64>>(8)?.map(Timestamp),
+        duration_ms: row.get(9)?,
+        ringing_duration_ms: row.get(10)?,
+        bot_duration_ms: row.get(11)?,
+        billed_duration_ms: row.get(12)?,
+        hangup_reason: row.get(13)?,
+        hangup_source: row.get(14)?,
+        recording_url: row.get(15)?,
+        trace_id: row.get(16)?,
+        log_count: count(row, 17)?,
+        level_counts,
+    })
+}
+
+/// The `WHERE` clause (and its parameters) for `tenant`'s calls matching `f`.
+pub(crate) fn call_where(tenant: &str, f: &CallFilter) -> (String, Vec<Value>) {
+    let mut sql = String::from("tenant = ?");
+    let mut params = vec![Value::Text(tenant.to_owned())];
+    let texts = |v: &[String]| v.iter().map(|s| Value::Text(s.clone())).collect::<Vec<_>>();
+    push_in(
+        &mut sql,
+        &mut params,
+        "status",
+        texts(&f.statuses).into_iter(),
+    );
+    push_in(
+        &mut sql,
+        &mut params,
+        "direction",
+        texts(&f.directions).into_iter(),
+    );
+    push_in(
+        &mut sql,
+        &mut params,
+        "agent_id",
+        texts(&f.agent_ids).into_iter(),
+    );
+    push_in(
+        &mut sql,
+        &mut params,
+        "campaign_id",
+        texts(&f.campaign_ids).into_iter(),
+    );
+    push_in(
+        &mut sql,
+        &mut params,
+        "hangup_reason",
+        texts(&f.hangup_reasons).into_iter(),
+    );
+    push_in(
+        &mut sql,
+        &mut params,
+        "hangup_source",
+        texts(&f.hangup_sources).into_iter(),
+    );
+    let mut cmp = |clause: &str, v: Value| {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        params.push(v);
+    };
+    if let Some(v) = &f.from_number {
+        cmp("from_number = ?", Value::Text(v.clone()));
+    }
+    if let Some(v) = &f.to_number {
+        cmp("to_number = ?", Value::Text(v.clone()));
+    }
+    if let Some(v) = f.min_duration_ms {
+        cmp("duration_ms >= ?", Value::BigInt(v));
+    }
+    if let Some(v) = f.max_duration_ms {
+        cmp("duration_ms <= ?", Value::BigInt(v));
+    }
+    if let Some(t) = f.started_after {
+        cmp("started_ts >= ?", Value::BigInt(t.as_nanos()));
+    }
+    if let Some(t) = f.started_before {
+        cmp("started_ts < ?", Value::BigInt(t.as_nanos()));
+    }
+    (sql, params)
+}
+
+/// The newest-first order of the calls list (ties by call id, so pages are stable).
+pub(crate) const CALL_ORDER: &str = "ORDER BY started_ts DESC, call_id DESC";
+
+/// One page of `tenant`'s calls matching `filter`, newest first.
+pub(crate) fn list_calls(
+    conn: &Connection,
+    tenant: &str,
+    filter: &CallFilter,
+    limit: u64,
+    offset: u64,
+) -> Result<CallPage> {
+    let (w, params) = call_where(tenant, filter);
+    let total: i64 = conn
+        .prepare(&format!("SELECT count(*) FROM call_summary WHERE {w}"))?
+        .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CALL_COLUMNS} FROM call_summary WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
+    ))?;
+    let calls = stmt
+        .query_map(duckdb::params_from_iter(params.iter()), read_call)?
+        .collect::<duckdb::Result<Vec<_>>>()?;
+    Ok(CallPage {
+        calls,
+        total_count: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+/// One call; `None` when `tenant` has no call `call_id`.
+pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result<Option<Call>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS} FROM call_summary WHERE tenant = ? AND call_id = ?"
+        ))?
+        .query_row([tenant, call_id], read_call)
+        .optional()?)
+}
+
+/// A note on a call by the customer's team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    /// The comment's id.
+    pub id: Uuid,
+    /// The call it is about.
+    pub call_id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// What it says.
+    pub text: String,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
+pub(crate) fn call_exists(conn: &Connection, tenant: &str, call_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM calls WHERE tenant = ? AND call_id = ?")?
+        .query_row([tenant, call_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Stores a comment; `None` when `tenant` has no call `call_id`.
+pub(crate) fn add_comment(
+    conn: &Connection,
+    tenant: &str,
+    call_id: &str,
+    author: &str,
+    text: &str,
+) -> Result<Option<Comment>> {
+    if !call_exists(conn, tenant, call_id)? {
+        return Ok(None);
+    }
+    let c = Comment {
+        id: Uuid::new_v4(),
+        call_id: call_id.to_owned(),
+        author: author.to_owned(),
+        text: text.to_owned(),
+        created_at: Timestamp::now(),
+    };
+    conn.prepare_cached("INSERT INTO comments VALUES (?::UUID, ?, ?, ?, ?, ?)")?
+        .execute(duckdb::params![
+            c.id.to_string(),
+            tenant,
+            call_id,
+            author,
+            text,
+            c.created_at.as_nanos()
+        ])?;
+    Ok(Some(c))
+}
+
+/// A call's comments, oldest first; `None` when `tenant` has no call `call_id`.
+pub(crate) fn comments(
+    conn: &Connection,
+    tenant: &str,
+    call_id: &str,
+) -> Result<Option<Vec<Comment>>> {
+    if !call_exists(conn, tenant, call_id)? {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id::VARCHAR, call_id, author, body, created_at FROM comments \
+         WHERE tenant = ? AND call_id = ? ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([tenant, call_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, call_id, author, text, created) = row?;
+        out.push(Comment {
+            id: Uuid::parse_str(&id).map_err(|e| crate::Error::Corrupt(e.to_string()))?,
+            call_id,
+            author,
+            text,
+            created_at: Timestamp(created),
+        });
+    }
+    Ok(Some(out))
+}

@@ -1,0 +1,682 @@
+//! Call summaries, the calls list, search with aggregations and comments, against a
+//! real DuckDB file, each checked against an expectation computed from the input.
+
+use std::collections::BTreeMap;
+
+use callscope_model::{
+    Call, Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp, lookup_event,
+};
+use callscope_store::{CallFilter, Order, SearchFilter, SearchQuery, Store, StoreConfig};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_790_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+
+fn rec(tenant: &str, call: &str, t_ms: i64, event: &str, data: Value) -> TenantRecord {
+    let spec = lookup_event(event);
+    let mut h = RecordIdHasher::new();
+    h.str(tenant)
+        .str(call)
+        .i64(t_ms)
+        .str(event)
+        .str(&data.to_string());
+    TenantRecord {
+        tenant: tenant.into(),
+        record: LogRecord {
+            id: h.finish(),
+            timestamp: Timestamp(T0 + t_ms * MS),
+            level: spec.map_or(Level::Info, |s| s.level),
+            category: spec.map_or(Category::Agent, |s| s.category),
+            event: event.into(),
+            call_id: call.into(),
+            agent_id: Some("agent-1".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            span_id: None,
+            data: match data {
+                Value::Object(m) => Some(m),
+                _ => None,
+            },
+        },
+    }
+}
+
+fn open(dir: &tempfile::TempDir, name: &str) -> Store {
+    Store::open(&StoreConfig {
+        path: dir.path().join(name),
+        ..StoreConfig::default()
+    })
+    .unwrap()
+}
+
+/// A missed inbound call whose terminal event carries its own status, followed by a
+/// stray second terminal event that must not win.
+fn lifecycle(tenant: &str, call: &str) -> Vec<TenantRecord> {
+    vec![
+        rec(
+            tenant,
+            call,
+            0,
+            "CALL_RECEIVED",
+            json!({"from": "+15550001", "to": "+15550002"}),
+        ),
+        rec(
+            tenant,
+            call,
+            100,
+            "CALL_STARTED",
+            json!({"direction": "inbound", "from": "+19999999", "campaign_id": "winter"}),
+        ),
+        rec(
+            tenant,
+            call,
+            150,
+            "RECORDING_STARTED",
+            json!({"recording_url": "https://rec/1"}),
+        ),
+        rec(
+            tenant,
+            call,
+            200,
+            "USER_MESSAGE_RECEIVED",
+            json!({"text": "hello"}),
+        ),
+        rec(tenant, call, 300, "TOOL_X", json!({"status": "ignored"})),
+        rec(
+            tenant,
+            call,
+            5_000,
+            "CALL_COMPLETED",
+            json!({"status": "missed", "duration_ms": 4900, "ringing_duration_ms": 100,
+                   "bot_duration_ms": "4800", "billed_duration_ms": 6000,
+                   "hangup_reason": "no_answer", "hangup_source": "caller"}),
+        ),
+        rec(
+            tenant,
+            call,
+            6_000,
+            "CALL_FAILED",
+            json!({"hangup_reason": "late"}),
+        ),
+    ]
+}
+
+fn assert_lifecycle(c: &Call) {
+    assert_eq!(c.status, "missed");
+    assert_eq!(c.direction.as_deref(), Some("inbound"));
+    assert_eq!(c.from.as_deref(), Some("+15550001"), "earliest event wins");
+    assert_eq!(c.to.as_deref(), Some("+15550002"));
+    assert_eq!(c.campaign_id.as_deref(), Some("winter"));
+    assert_eq!(c.recording_url.as_deref(), Some("https://rec/1"));
+    assert_eq!(c.started_at, Timestamp(T0 + 100 * MS));
+    assert_eq!(c.ended_at, Some(Timestamp(T0 + 5_000 * MS)));
+    assert_eq!(
+        (
+            c.duration_ms,
+            c.ringing_duration_ms,
+            c.bot_duration_ms,
+            c.billed_duration_ms
+        ),
+        (Some(4900), Some(100), Some(4800), Some(6000))
+    );
+    assert_eq!(c.hangup_reason.as_deref(), Some("no_answer"));
+    assert_eq!(c.hangup_source.as_deref(), Some("caller"));
+    assert_eq!(c.log_count, 7);
+    assert_eq!(
+        (
+            c.level_counts.info,
+            c.level_counts.error,
+            c.level_counts.total()
+        ),
+        (6, 1, 7)
+    );
+    assert_eq!(
+        c.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+}
+
+#[tokio::test]
+async fn call_summary_ignores_arrival_order_splits_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = lifecycle("acme", "c1");
+    // In order, one batch.
+    let store = open(&dir, "a.duckdb");
+    store.append(records.clone()).await.unwrap();
+    assert_lifecycle(&store.call("acme", "c1").await.unwrap().unwrap());
+    store.shutdown().await.unwrap();
+
+    // Reversed, one record per append, every record sent twice.
+    let store = open(&dir, "b.duckdb");
+    for r in records.iter().rev() {
+        store.append(vec![r.clone()]).await.unwrap();
+        store.append(vec![r.clone()]).await.unwrap();
+    }
+    store.append(records.clone()).await.unwrap();
+    assert_lifecycle(&store.call("acme", "c1").await.unwrap().unwrap());
+
+    // Terminal events first, then the rest, in two appends.
+    let store2 = open(&dir, "c.duckdb");
+    let (head, tail) = records.split_at(5);
+    store2.append(tail.to_vec()).await.unwrap();
+    let in_flight = store2.call("acme", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        in_flight.status, "missed",
+        "the terminal event alone sets the status"
+    );
+    assert_eq!(in_flight.from, None);
+    store2.append(head.to_vec()).await.unwrap();
+    assert_lifecycle(&store2.call("acme", "c1").await.unwrap().unwrap());
+
+    // Another tenant can't see it.
+    assert_eq!(store.call("globex", "c1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn status_is_in_progress_until_a_terminal_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "s.duckdb");
+    store
+        .append(vec![
+            rec("acme", "c", 0, "CALL_CREATED", json!({"campaign_id": "q4"})),
+            rec("acme", "c", 10, "CALL_STARTED", json!({"to": "+1222"})),
+        ])
+        .await
+        .unwrap();
+    let c = store.call("acme", "c").await.unwrap().unwrap();
+    assert_eq!(c.status, "in_progress");
+    assert_eq!(
+        c.direction.as_deref(),
+        Some("outbound"),
+        "CALL_CREATED implies outbound"
+    );
+    assert_eq!((c.ended_at, c.duration_ms), (None, None));
+    for (event, status) in [
+        ("CALL_FAILED", "failed"),
+        ("CALL_DEADLINE_EXCEEDED", "failed"),
+        ("CALL_REJECTED_BY_WEBHOOK", "failed"),
+        ("CALL_CANCELED", "canceled"),
+        ("CALL_COMPLETED", "completed"),
+    ] {
+        let call = format!("c-{event}");
+        store
+            .append(vec![
+                rec("acme", &call, 0, "CALL_STARTED", json!({})),
+                rec("acme", &call, 2_500, event, json!({})),
+            ])
+            .await
+            .unwrap();
+        let c = store.call("acme", &call).await.unwrap().unwrap();
+        assert_eq!(c.status, status, "{event}");
+        assert_eq!(
+            c.duration_ms,
+            Some(2_500),
+            "{event}: derived from the timestamps"
+        );
+    }
+}
+
+/// Spec of one generated call for the list tests.
+#[derive(Debug, Clone)]
+struct Spec {
+    id: String,
+    start_ms: i64,
+    direction: &'static str,
+    from: String,
+    agent: &'static str,
+    campaign: Option<&'static str>,
+    end: Option<(&'static str, i64, &'static str)>, // (event, duration, hangup_reason)
+}
+
+fn specs() -> Vec<Spec> {
+    (0..40)
+        .map(|i| Spec {
+            id: format!("call-{i:02}"),
+            start_ms: (i * 7919) % 40 * 1_000,
+            direction: if i % 2 == 0 { "inbound" } else { "outbound" },
+            from: format!("+1555{:04}", i % 6),
+            agent: ["a", "b", "c"][i as usize % 3],
+            campaign: (i % 4 == 1).then_some("spring"),
+            end: match i % 5 {
+                0 => None,
+                1 => Some(("CALL_FAILED", 1_000 + i, "error")),
+                2 => Some(("CALL_CANCELED", 500, "user")),
+                _ => Some(("CALL_COMPLETED", 10_000 * i, "customer_hangup")),
+            },
+        })
+        .collect()
+}
+
+fn spec_records(s: &Spec) -> Vec<TenantRecord> {
+    let mut v = vec![rec(
+        "acme",
+        &s.id,
+        s.start_ms,
+        "CALL_STARTED",
+        json!({"direction": s.direction, "from": s.from, "to": "+18000", "campaign_id": s.campaign}),
+    )];
+    if let Some((event, duration, reason)) = s.end {
+        v.push(rec(
+            "acme",
+            &s.id,
+            s.start_ms + 100,
+            event,
+            json!({"duration_ms": duration, "hangup_reason": reason, "hangup_source": "agent"}),
+        ));
+    }
+    for r in &mut v {
+        r.record.agent_id = Some(s.agent.into());
+    }
+    v
+}
+
+fn spec_status(s: &Spec) -> &'static str {
+    match s.end.map(|e| e.0) {
+        None => "in_progress",
+        Some("CALL_FAILED") => "failed",
+        Some("CALL_CANCELED") => "canceled",
+        _ => "completed",
+    }
+}
+
+fn spec_duration(s: &Spec) -> Option<i64> {
+    s.end.map(|e| e.1)
+}
+
+#[tokio::test]
+async fn calls_list_filters_match_a_computed_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "list.duckdb");
+    let specs = specs();
+    store
+        .append(specs.iter().flat_map(spec_records).collect())
+        .await
+        .unwrap();
+    store
+        .append(vec![rec("globex", "call-00", 0, "CALL_STARTED", json!({}))])
+        .await
+        .unwrap();
+
+    type Pred = Box<dyn Fn(&Spec) -> bool>;
+    let cases: Vec<(CallFilter, Pred)> = vec![
+        (CallFilter::default(), Box::new(|_| true)),
+        (
+            CallFilter {
+                statuses: vec!["failed".into(), "in_progress".into()],
+                ..Default::default()
+            },
+            Box::new(|s| matches!(spec_status(s), "failed" | "in_progress")),
+        ),
+        (
+            CallFilter {
+                directions: vec!["outbound".into()],
+                ..Default::default()
+            },
+            Box::new(|s| s.direction == "outbound"),
+        ),
+        (
+            CallFilter {
+                from_number: Some("+15550003".into()),
+                ..Default::default()
+            },
+            Box::new(|s| s.from == "+15550003"),
+        ),
+        (
+            CallFilter {
+                to_number: Some("+18000".into()),
+                agent_ids: vec!["b".into()],
+                ..Default::default()
+            },
+            Box::new(|s| s.agent == "b"),
+        ),
+        (
+            CallFilter {
+                campaign_ids: vec!["spring".into()],
+                ..Default::default()
+            },
+            Box::new(|s| s.campaign == Some("spring")),
+        ),
+        (
+            CallFilter {
+                hangup_reasons: vec!["user".into()],
+                hangup_sources: vec!["agent".into()],
+                ..Default::default()
+            },
+            Box::new(|s| s.end.is_some_and(|e| e.2 == "user")),
+        ),
+        (
+            CallFilter {
+                min_duration_ms: Some(1_010),
+                max_duration_ms: Some(100_000),
+                ..Default::default()
+            },
+            Box::new(|s| spec_duration(s).is_some_and(|d| (1_010..=100_000).contains(&d))),
+        ),
+        (
+            CallFilter {
+                started_after: Some(Timestamp(T0 + 10_000 * MS)),
+                started_before: Some(Timestamp(T0 + 20_000 * MS)),
+                ..Default::default()
+            },
+            Box::new(|s| (10_000..20_000).contains(&s.start_ms)),
+        ),
+    ];
+    for (filter, pred) in cases {
+        let mut want: Vec<&Spec> = specs.iter().filter(|s| pred(s)).collect();
+        want.sort_by(|a, b| (b.start_ms, &b.id).cmp(&(a.start_ms, &a.id)));
+        let want: Vec<&str> = want.iter().map(|s| s.id.as_str()).collect();
+        // Walk it in pages of 7.
+        let mut got = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = store
+                .list_calls("acme", filter.clone(), 7, offset)
+                .await
+                .unwrap();
+            assert_eq!(page.total_count as usize, want.len(), "{filter:?}");
+            if page.calls.is_empty() {
+                break;
+            }
+            got.extend(page.calls.iter().map(|c| c.call_id.clone()));
+            offset += 7;
+        }
+        assert_eq!(got, want, "{filter:?}");
+    }
+    let page = store
+        .list_calls("globex", CallFilter::default(), 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(page.total_count, 1, "tenants are separate");
+    let all = store
+        .list_calls("acme", CallFilter::default(), 100, 0)
+        .await
+        .unwrap();
+    for c in &all.calls {
+        let s = specs.iter().find(|s| s.id == c.call_id).unwrap();
+        assert_eq!(c.status, spec_status(s));
+        assert_eq!(c.duration_ms, spec_duration(s));
+        assert_eq!(c.agent_id.as_deref(), Some(s.agent));
+    }
+}
+
+fn search_corpus() -> Vec<TenantRecord> {
+    let events = [
+        "USER_MESSAGE_RECEIVED",
+        "AGENT_MESSAGE_SENT",
+        "INTEGRATION_TOOL_FAILED",
+        "WEBHOOK_RESPONSE_FAILED",
+        "TURN_LATENCY",
+    ];
+    let words = [
+        "Refund please",
+        "the ORDER is late",
+        "Ünïcode café",
+        "timeout after 10 s",
+        "50% off",
+    ];
+    (0..300)
+        .map(|i| {
+            let mut r = rec(
+                "acme",
+                &format!("s-{}", i % 9),
+                i * 10,
+                events[i as usize % events.len()],
+                json!({"message": words[i as usize % 5], "attempt": i % 4, "nested": {"k": format!("v{}", i % 11)}}),
+            );
+            r.record.agent_id = Some(format!("ag-{}", i % 2));
+            r
+        })
+        .collect()
+}
+
+/// The expected page ids, total and event / level / category counts.
+type Expected = (
+    Vec<uuid::Uuid>,
+    u64,
+    BTreeMap<String, u64>,
+    BTreeMap<String, u64>,
+    BTreeMap<String, u64>,
+);
+
+fn expect(records: &[TenantRecord], q: &SearchQuery) -> Expected {
+    let f = &q.filter;
+    let text = f.text.as_ref().map(|t| t.to_lowercase());
+    let mut m: Vec<&LogRecord> = records
+        .iter()
+        .map(|r| &r.record)
+        .filter(|r| f.events.is_empty() || f.events.contains(&r.event))
+        .filter(|r| f.categories.is_empty() || f.categories.contains(&r.category))
+        .filter(|r| f.levels.is_empty() || f.levels.contains(&r.level))
+        .filter(|r| f.min_level.is_none_or(|m| r.level >= m))
+        .filter(|r| f.call_ids.is_empty() || f.call_ids.contains(&r.call_id))
+        .filter(|r| {
+            f.agent_ids.is_empty() || r.agent_id.as_ref().is_some_and(|a| f.agent_ids.contains(a))
+        })
+        .filter(|r| f.from.is_none_or(|t| r.timestamp >= t))
+        .filter(|r| f.to.is_none_or(|t| r.timestamp <= t))
+        .filter(|r| {
+            text.as_ref().is_none_or(|t| {
+                fn walk(v: &Value, t: &str) -> bool {
+                    match v {
+                        Value::String(s) => s.to_lowercase().contains(t),
+                        Value::Number(n) => n.to_string().contains(t),
+                        Value::Bool(b) => b.to_string().contains(t),
+                        Value::Array(a) => a.iter().any(|x| walk(x, t)),
+                        Value::Object(o) => o.values().any(|x| walk(x, t)),
+                        Value::Null => false,
+                    }
+                }
+                r.data
+                    .as_ref()
+                    .is_some_and(|d| d.values().any(|v| walk(v, t)))
+            })
+        })
+        .collect();
+    let (mut e, mut l, mut c) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for r in &m {
+        *e.entry(r.event.clone()).or_default() += 1;
+        *l.entry(r.level.as_str().to_owned()).or_default() += 1;
+        *c.entry(r.category.as_str().to_owned()).or_default() += 1;
+    }
+    m.sort_by_key(|r| (r.timestamp, r.id));
+    if q.order == Order::Desc {
+        m.reverse();
+    }
+    let total = m.len() as u64;
+    let page = m
+        .iter()
+        .skip((q.page * q.size) as usize)
+        .take(q.size as usize)
+        .map(|r| r.id)
+        .collect();
+    (page, total, e, l, c)
+}
+
+#[tokio::test]
+async fn search_filters_and_aggregations_match_a_computed_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "search.duckdb");
+    let corpus = search_corpus();
+    store.append(corpus.clone()).await.unwrap();
+    store
+        .append(vec![rec(
+            "globex",
+            "s-1",
+            5,
+            "AGENT_MESSAGE_SENT",
+            json!({"message": "refund please"}),
+        )])
+        .await
+        .unwrap();
+
+    let q = |filter: SearchFilter, page: u64, size: u64, order: Order| SearchQuery {
+        filter,
+        order,
+        page,
+        size,
+    };
+    let cases = vec![
+        q(SearchFilter::default(), 0, 20, Order::Desc),
+        q(SearchFilter::default(), 3, 100, Order::Asc),
+        q(
+            SearchFilter {
+                text: Some("REFUND".into()),
+                ..Default::default()
+            },
+            0,
+            100,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                text: Some("CAFÉ".into()),
+                ..Default::default()
+            },
+            0,
+            7,
+            Order::Asc,
+        ),
+        q(
+            SearchFilter {
+                text: Some("50%".into()),
+                ..Default::default()
+            },
+            1,
+            5,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                text: Some("v10".into()),
+                ..Default::default()
+            },
+            0,
+            100,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                text: Some("'; DROP TABLE logs; --".into()),
+                ..Default::default()
+            },
+            0,
+            10,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                events: vec!["INTEGRATION_TOOL_FAILED".into(), "TURN_LATENCY".into()],
+                call_ids: vec!["s-1".into(), "s-2".into(), "s-3".into()],
+                ..Default::default()
+            },
+            0,
+            50,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                categories: vec![Category::Webhooks, Category::User],
+                agent_ids: vec!["ag-1".into()],
+                from: Some(Timestamp(T0 + 500 * MS)),
+                to: Some(Timestamp(T0 + 2_000 * MS)),
+                ..Default::default()
+            },
+            0,
+            100,
+            Order::Asc,
+        ),
+        q(
+            SearchFilter {
+                min_level: Some(Level::Warning),
+                ..Default::default()
+            },
+            0,
+            0,
+            Order::Desc,
+        ),
+        q(
+            SearchFilter {
+                levels: vec![Level::Info],
+                text: Some("late".into()),
+                ..Default::default()
+            },
+            0,
+            3,
+            Order::Desc,
+        ),
+    ];
+    for case in cases {
+        let got = store.search("acme", case.clone()).await.unwrap();
+        let (page, total, e, l, c) = expect(&corpus, &case);
+        assert_eq!(got.total_count, total, "{case:?}");
+        assert_eq!(
+            got.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+            page,
+            "{case:?}"
+        );
+        assert_eq!(
+            (got.event_counts, got.level_counts, got.category_counts),
+            (e, l, c),
+            "{case:?}"
+        );
+    }
+    let other = store
+        .search(
+            "globex",
+            q(
+                SearchFilter {
+                    text: Some("refund".into()),
+                    ..Default::default()
+                },
+                0,
+                100,
+                Order::Desc,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other.total_count, 1,
+        "a tenant searches its own records only"
+    );
+}
+
+#[tokio::test]
+async fn comments_belong_to_a_tenants_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "comments.duckdb");
+    store.append(lifecycle("acme", "c1")).await.unwrap();
+    assert!(
+        store
+            .add_comment("globex", "c1", "eve", "hi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .add_comment("acme", "nope", "ann", "hi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = store
+        .add_comment("acme", "c1", "ann", "Caller was upset; refund issued.")
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .add_comment("acme", "c1", "bob", "Followed up \"by\" email, 'ok'")
+        .await
+        .unwrap()
+        .unwrap();
+    let list = store.comments("acme", "c1").await.unwrap().unwrap();
+    assert_eq!(list, vec![a, b]);
+    assert!(store.comments("globex", "c1").await.unwrap().is_none());
+    // Comments survive a restart.
+    store.shutdown().await.unwrap();
+    let store = open(&dir, "comments.duckdb");
+    assert_eq!(
+        store.comments("acme", "c1").await.unwrap().unwrap().len(),
+        2
+    );
+}
