@@ -31,7 +31,7 @@ use duckdb::{Connection, types::Value};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
 use tokio::{io::AsyncReadExt as _, sync::mpsc};
 
-use crate::{Error, LogFilter, Order, Result, Store, query};
+use crate::{CallFilter, Error, LogFilter, Order, Result, Store, query};
 
 /// Rows read and encoded per chunk.
 pub(crate) const CHUNK_ROWS: usize = 1024;
@@ -166,7 +166,6 @@ pub(crate) enum Kind {
     /// `VARCHAR`.
     Text,
     /// `BIGINT`.
-    #[allow(dead_code)] // for tables with counts; the log columns have none
     Integer,
     /// `BIGINT` nanoseconds since the Unix epoch, UTC.
     TimestampNs,
@@ -180,6 +179,9 @@ pub(crate) struct Column {
     pub(crate) name: &'static str,
     pub(crate) sql: String,
     pub(crate) kind: Kind,
+    /// In JSON Lines, the column is `key` inside the object `parent` (adjacent columns
+    /// with one parent share the object); the tabular formats keep it flat as `name`.
+    pub(crate) nested: Option<(&'static str, &'static str)>,
 }
 
 impl Column {
@@ -188,7 +190,14 @@ impl Column {
             name,
             sql: sql.into(),
             kind,
+            nested: None,
         }
+    }
+
+    /// In JSON Lines, `parent.key`.
+    fn nested(mut self, parent: &'static str, key: &'static str) -> Self {
+        self.nested = Some((parent, key));
+        self
     }
 }
 
@@ -198,7 +207,6 @@ pub(crate) enum KeyKind {
     /// `BIGINT`.
     Integer,
     /// `VARCHAR`.
-    #[allow(dead_code)] // for tables keyed by text; logs are keyed by time and UUID
     Text,
     /// `UUID` (compared as UUIDs, carried as text).
     Uuid,
@@ -461,16 +469,36 @@ fn csv_writer(buf: &mut Vec<u8>) -> csv::Writer<&mut Vec<u8>> {
         .from_writer(buf)
 }
 
-/// One JSON object per row: the column names as keys, in order. JSON columns are
-/// embedded as values (normalised the way the API writes them).
+/// One JSON object per row: the column names as keys, in order (nested columns inside
+/// their parent object). JSON columns are embedded as values, normalised the way the
+/// API writes them.
 fn write_json_line(buf: &mut Vec<u8>, q: &ExportQuery, row: &[Cell]) -> Result<()> {
     let json = |e: serde_json::Error| export_err("json", e);
     buf.push(b'{');
+    let mut open: Option<&str> = None;
     for (i, (col, cell)) in q.columns.iter().zip(row).enumerate() {
-        if i > 0 {
+        let parent = col.nested.map(|(p, _)| p);
+        if open.is_some() && open != parent {
+            buf.push(b'}');
+            open = None;
+        }
+        if i > 0 && !(open.is_some() && open == parent) {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut *buf, col.name).map_err(json)?;
+        let key = match col.nested {
+            Some((p, key)) => {
+                if open == Some(p) {
+                    buf.push(b',');
+                } else {
+                    serde_json::to_writer(&mut *buf, p).map_err(json)?;
+                    buf.extend_from_slice(b":{");
+                    open = Some(p);
+                }
+                key
+            }
+            None => col.name,
+        };
+        serde_json::to_writer(&mut *buf, key).map_err(json)?;
         buf.push(b':');
         match cell {
             Cell::Null => buf.extend_from_slice(b"null"),
@@ -483,6 +511,9 @@ fn write_json_line(buf: &mut Vec<u8>, q: &ExportQuery, row: &[Cell]) -> Result<(
                 serde_json::to_writer(&mut *buf, &v).map_err(json)?;
             }
         }
+    }
+    if open.is_some() {
+        buf.push(b'}');
     }
     buf.extend_from_slice(b"}\n");
     Ok(())
@@ -808,6 +839,70 @@ pub(crate) async fn call_logs(
     start(store, q, format).await.map(Some)
 }
 
+/// The columns of a call, in the API's order; the level counts are flat columns in
+/// the tabular formats and the `level_counts` object in JSON Lines.
+fn call_columns() -> Vec<Column> {
+    let mut cols = vec![
+        Column::new("call_id", "call_id", Kind::Text),
+        Column::new("agent_id", "agent_id", Kind::Text),
+        Column::new("direction", "direction", Kind::Text),
+        Column::new("from", "from_number", Kind::Text),
+        Column::new("to", "to_number", Kind::Text),
+        Column::new("campaign_id", "campaign_id", Kind::Text),
+        Column::new("status", "status", Kind::Text),
+        Column::new("started_at", "started_ts", Kind::TimestampNs),
+        Column::new("ended_at", "ended_ts", Kind::TimestampNs),
+        Column::new("duration_ms", "duration_ms", Kind::Integer),
+        Column::new("ringing_duration_ms", "ringing_duration_ms", Kind::Integer),
+        Column::new("bot_duration_ms", "bot_duration_ms", Kind::Integer),
+        Column::new("billed_duration_ms", "billed_duration_ms", Kind::Integer),
+        Column::new("hangup_reason", "hangup_reason", Kind::Text),
+        Column::new("hangup_source", "hangup_source", Kind::Text),
+        Column::new("recording_url", "recording_url", Kind::Text),
+        Column::new("trace_id", "trace_id", Kind::Text),
+        Column::new("log_count", "log_count", Kind::Integer),
+    ];
+    for (level, (name, sql)) in Level::ALL.iter().zip([
+        ("debug_count", "debug_count"),
+        ("info_count", "info_count"),
+        ("warning_count", "warning_count"),
+        ("error_count", "error_count"),
+        ("critical_count", "critical_count"),
+    ]) {
+        cols.push(Column::new(name, sql, Kind::Integer).nested("level_counts", level.as_str()));
+    }
+    cols
+}
+
+/// Exports `tenant`'s calls matching `filter`, newest first (the calls list's order).
+pub(crate) async fn calls(
+    store: &Store,
+    tenant: &str,
+    filter: &CallFilter,
+    format: ExportFormat,
+) -> Result<ExportStream> {
+    let (where_sql, params) = crate::calls::call_where(tenant, filter);
+    let q = ExportQuery {
+        sheet: "calls",
+        columns: call_columns(),
+        from: "call_summary",
+        filter: where_sql,
+        params,
+        keys: vec![
+            SortKey {
+                sql: "started_ts",
+                kind: KeyKind::Integer,
+            },
+            SortKey {
+                sql: "call_id",
+                kind: KeyKind::Text,
+            },
+        ],
+        order: Order::Desc,
+    };
+    start(store, q, format).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,6 +935,42 @@ mod tests {
         let cut = excel_text(&long);
         assert_eq!(cut.chars().count(), XLSX_MAX_CHARS);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn json_lines_nest_grouped_columns() {
+        let q = ExportQuery {
+            sheet: "t",
+            columns: vec![
+                Column::new("a", "a", Kind::Text),
+                Column::new("x", "x", Kind::Integer).nested("counts", "X"),
+                Column::new("y", "y", Kind::Integer).nested("counts", "Y"),
+                Column::new("t", "t", Kind::TimestampNs),
+                Column::new("z", "z", Kind::Integer).nested("more", "Z"),
+            ],
+            from: "t",
+            filter: "true".into(),
+            params: vec![],
+            keys: vec![],
+            order: Order::Asc,
+        };
+        let mut buf = Vec::new();
+        write_json_line(
+            &mut buf,
+            &q,
+            &[
+                Cell::Text("é\"".into()),
+                Cell::Int(1),
+                Cell::Null,
+                Cell::Time(0),
+                Cell::Int(-3),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            "{\"a\":\"é\\\"\",\"counts\":{\"X\":1,\"Y\":null},\"t\":\"1970-01-01T00:00:00.000000Z\",\"more\":{\"Z\":-3}}\n"
+        );
     }
 
     #[test]

@@ -381,6 +381,20 @@ impl Store {
         export::call_logs(self, tenant, call_id, filter, order, format).await
     }
 
+    /// Every one of `tenant`'s calls that `filter` selects, newest first (the calls
+    /// list's order), as a file in `format`, produced as it is read.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_calls(
+        &self,
+        tenant: &str,
+        filter: &CallFilter,
+        format: ExportFormat,
+    ) -> Result<ExportStream> {
+        export::calls(self, tenant, filter, format).await
+    }
+
     /// Searches `tenant`'s records across calls.
     ///
     /// # Errors
