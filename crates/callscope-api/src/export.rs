@@ -1,5 +1,6 @@
-//! `GET /v1/calls/{call_id}/logs/export`: a call's records as a downloadable file
-//! (CSV, JSON Lines, Parquet or XLSX), streamed as it is produced.
+//! `GET /v1/calls/export` (the calls list) and `GET /v1/calls/{call_id}/logs/export`
+//! (a call's records) as downloadable files (CSV, JSON Lines, Parquet or XLSX),
+//! streamed as they are produced.
 
 use axum::{
     body::Body,
@@ -12,6 +13,7 @@ use callscope_store::{ExportFormat, ExportStream, Order};
 use crate::{
     ApiError, ApiState,
     auth::Tenant,
+    calls::parse_call_filter,
     logs::parse_log_filter,
     params::{Params, parse_order},
 };
@@ -144,6 +146,59 @@ pub(crate) async fn call_logs_export(
         stream,
         &format!("call-{}-logs", filename_part(&call_id)),
     ))
+}
+
+/// Download the calls list as a file: every call the filters select, newest first.
+///
+/// The filters are the list's; there are no pages. Columns follow the call's JSON
+/// shape, with `from`/`to` for the numbers; in CSV, Parquet and XLSX the level counts
+/// are the columns `debug_count` … `critical_count` (numbers in XLSX), in JSON Lines
+/// the `level_counts` object. Times as in the log export.
+#[utoipa::path(
+    get,
+    path = "/v1/calls/export",
+    tag = "calls",
+    params(
+        ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet` or `xlsx`"),
+        ("status" = Option<String>, Query, description = "As in the calls list"),
+        ("direction" = Option<String>, Query, description = "`inbound` or `outbound`"),
+        ("from_number" = Option<String>, Query, description = "The caller's number, exactly"),
+        ("to_number" = Option<String>, Query, description = "The called number, exactly"),
+        ("agent_id" = Option<String>, Query, description = "One agent or a comma-separated list"),
+        ("campaign_id" = Option<String>, Query, description = "One campaign or a comma-separated list"),
+        ("hangup_reason" = Option<String>, Query, description = "One reason or a comma-separated list"),
+        ("hangup_source" = Option<String>, Query, description = "One source or a comma-separated list"),
+        ("min_duration_ms" = Option<u64>, Query, description = "At least this long"),
+        ("max_duration_ms" = Option<u64>, Query, description = "At most this long"),
+        ("started_after" = Option<String>, Query, description = "Started at or after this RFC 3339 time"),
+        ("started_before" = Option<String>, Query, description = "Started before this RFC 3339 time"),
+    ),
+    responses(
+        (status = 200, description = "The file, as an attachment named `calls-<UTC time>.<format>`",
+            content(
+                (String = "text/csv"),
+                (String = "application/jsonl"),
+                (Vec<u8> = "application/vnd.apache.parquet"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ),
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"calls-20261121T100000Z.<format>\"`"))
+        ),
+        (status = 401, body = crate::error::ErrorBody, description = "UNAUTHORIZED"),
+        (status = 422, body = crate::error::ErrorBody, description = "INVALID_QUERY_PARAMETERS: an unknown format or a bad filter"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn calls_export(
+    State(state): State<ApiState>,
+    tenant: Tenant,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let format = parse_format(&params)?;
+    let filter = parse_call_filter(&params)?;
+    let stream = state.store.export_calls(&tenant.0, &filter, format).await?;
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    Ok(download(stream, &format!("calls-{now}")))
 }
 
 #[cfg(test)]

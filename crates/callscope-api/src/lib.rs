@@ -125,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/logs/search", post(search::search))
         .route("/v1/calls", get(calls::list_calls))
+        .route("/v1/calls/export", get(export::calls_export))
         .route("/v1/calls/{call_id}", get(calls::get_call))
         .route(
             "/v1/calls/{call_id}/comments",

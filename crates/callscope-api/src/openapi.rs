@@ -18,6 +18,7 @@ use utoipa::{
         crate::calls::add_comment,
         crate::calls::list_comments,
         crate::export::call_logs_export,
+        crate::export::calls_export,
     ),
     components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, callscope_model::Call, callscope_model::LevelCounts, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
     modifiers(&BearerKey),

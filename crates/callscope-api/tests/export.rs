@@ -744,3 +744,319 @@ async fn large_exports_stream_with_backpressure() {
 fn bytecount(b: &[u8]) -> usize {
     b.iter().filter(|c| **c == b'\n').count()
 }
+
+fn lifecycle(tenant: &str, call: &str, n: i64, event: &str, data: Value) -> TenantRecord {
+    let mut h = RecordIdHasher::new();
+    h.str(tenant).str(call).str(event).i64(n);
+    TenantRecord {
+        tenant: tenant.into(),
+        record: LogRecord {
+            id: h.finish(),
+            timestamp: Timestamp(T0 + n * 1_000_000_000),
+            level: Level::Info,
+            category: Category::CallLifecycle,
+            event: event.into(),
+            call_id: call.into(),
+            agent_id: Some("agent-7".into()),
+            trace_id: None,
+            span_id: None,
+            data: Some(serde_json::from_value(data).unwrap()),
+        },
+    }
+}
+
+/// Three finished acme calls with every summary field, beside the fixture's calls.
+async fn calls_fixture() -> Fixture {
+    let f = fixture().await;
+    let mut records = Vec::new();
+    for (i, (status_event, reason)) in [
+        ("CALL_COMPLETED", "customer_hangup"),
+        ("CALL_FAILED", "carrier said \"busy\", retry later"),
+        ("CALL_COMPLETED", "agent_hangup"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let call = format!("call-{i}");
+        let t = i as i64 * 100;
+        records.push(lifecycle(
+            "acme",
+            &call,
+            t,
+            "CALL_RECEIVED",
+            json!({"from": "+15550100", "to": format!("+1555020{i}"), "campaign_id": "spring, 2026"}),
+        ));
+        records.push(lifecycle("acme", &call, t + 1, "CALL_STARTED", json!({})));
+        records.push(lifecycle(
+            "acme",
+            &call,
+            t + 2,
+            "RECORDING_STARTED",
+            json!({"recording_url": format!("https://rec.example/{i}?a=1&b=2")}),
+        ));
+        records.push(lifecycle(
+            "acme",
+            &call,
+            t + 61,
+            status_event,
+            json!({"duration_ms": 60_000 + i, "ringing_duration_ms": 1_500, "billed_duration_ms": 61_000,
+                   "hangup_reason": reason, "hangup_source": "customer"}),
+        ));
+    }
+    f.store.append(records).await.unwrap();
+    f
+}
+
+async fn call_list(app: &Router, query: &str, key: &str) -> Vec<Value> {
+    let (status, _, body) = get_raw(app, &format!("/v1/calls?limit=1000&{query}"), Some(key)).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+const CALL_COLUMNS: [&str; 23] = [
+    "call_id",
+    "agent_id",
+    "direction",
+    "from",
+    "to",
+    "campaign_id",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "ringing_duration_ms",
+    "bot_duration_ms",
+    "billed_duration_ms",
+    "hangup_reason",
+    "hangup_source",
+    "recording_url",
+    "trace_id",
+    "log_count",
+    "debug_count",
+    "info_count",
+    "warning_count",
+    "error_count",
+    "critical_count",
+];
+
+/// A call from the list, flattened the way the tabular formats carry it.
+fn flat_call(call: &Value) -> serde_json::Map<String, Value> {
+    let mut flat = call.as_object().unwrap().clone();
+    let counts = flat.remove("level_counts").unwrap();
+    for level in ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] {
+        flat.insert(
+            format!("{}_count", level.to_lowercase()),
+            counts[level].clone(),
+        );
+    }
+    flat
+}
+
+#[tokio::test]
+async fn calls_export_matches_the_list_in_every_format() {
+    use calamine::{Data, Reader as _, Xlsx};
+
+    let f = calls_fixture().await;
+    let list = call_list(&f.app, "", ACME_KEY).await;
+    assert_eq!(list.len(), 4, "three finished calls and the tricky one");
+    let url = |format: &str| format!("/v1/calls/export?format={format}");
+
+    // JSON Lines: byte for byte the list's calls, newest first.
+    let (status, headers, body) = get_raw(&f.app, &url("jsonl"), Some(ACME_KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    let disposition = headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"calls-")
+            && disposition.ends_with("Z.jsonl\""),
+        "{disposition}"
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&body).unwrap().lines().collect();
+    assert_eq!(lines.len(), list.len());
+    for (line, call) in lines.iter().zip(&list) {
+        let typed: callscope_model::Call = serde_json::from_value(call.clone()).unwrap();
+        assert_eq!(*line, serde_json::to_string(&typed).unwrap());
+    }
+
+    // CSV through Python: the flat columns, numbers and times as text.
+    let (_, _, body) = get_raw(&f.app, &url("csv"), Some(ACME_KEY)).await;
+    let path = save(&f.dir, "calls.csv", &body);
+    let read = python(
+        r#"
+import csv, json, sys
+with open(sys.argv[1], newline="", encoding="utf-8-sig") as f:
+    r = csv.reader(f)
+    print(json.dumps(list(r)))
+"#,
+        &path,
+    );
+    let rows = read.as_array().unwrap();
+    assert_eq!(rows[0], json!(CALL_COLUMNS));
+    assert_eq!(rows.len(), list.len() + 1);
+    for (row, call) in rows[1..].iter().zip(&list) {
+        let flat = flat_call(call);
+        for (i, col) in CALL_COLUMNS.iter().enumerate() {
+            let want = match &flat[*col] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                n => n.to_string(),
+            };
+            assert_eq!(
+                row[i].as_str().unwrap(),
+                want,
+                "{col} of {}",
+                call["call_id"]
+            );
+        }
+    }
+
+    // XLSX: numbers are number cells, times date-time cells, nulls empty.
+    let (_, _, body) = get_raw(&f.app, &url("xlsx"), Some(ACME_KEY)).await;
+    let mut book = Xlsx::new(std::io::Cursor::new(body.to_vec())).unwrap();
+    assert_eq!(book.sheet_names(), ["calls"]);
+    let range = book.worksheet_range("calls").unwrap();
+    let rows: Vec<&[Data]> = range.rows().collect();
+    assert_eq!(rows.len(), list.len() + 1);
+    for (row, call) in rows[1..].iter().zip(&list) {
+        let flat = flat_call(call);
+        for (i, col) in CALL_COLUMNS.iter().enumerate() {
+            match (&row[i], &flat[*col]) {
+                (Data::Empty, Value::Null) => {}
+                (Data::String(s), Value::String(v)) if !col.ends_with("_at") => assert_eq!(s, v),
+                (Data::Float(x), Value::Number(n)) => assert_eq!(*x, n.as_f64().unwrap(), "{col}"),
+                (Data::DateTime(dt), Value::String(v)) => {
+                    let secs = micros(v) as f64 / 1e6;
+                    assert!((dt.as_f64() - (25_569.0 + secs / 86_400.0)).abs() * 86_400.0 < 1e-3);
+                }
+                (got, want) => panic!("{col}: {got:?} vs {want}"),
+            }
+        }
+    }
+    let finished = rows[1..]
+        .iter()
+        .filter(|r| matches!(r[9], Data::Float(_)))
+        .count();
+    assert_eq!(finished, 3, "durations are numbers");
+
+    // Parquet: typed columns.
+    let (_, _, body) = get_raw(&f.app, &url("parquet"), Some(ACME_KEY)).await;
+    let path = save(&f.dir, "calls.parquet", &body);
+    let read = python(
+        r#"
+import json, sys
+import pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+rows = t.to_pylist()
+for r in rows:
+    for k in ("started_at", "ended_at"):
+        r[k] = r[k] and r[k].isoformat()
+print(json.dumps({"types": {f.name: str(f.type) for f in t.schema}, "rows": rows}))
+"#,
+        &path,
+    );
+    let types = &read["types"];
+    assert_eq!(types["started_at"], "timestamp[us, tz=UTC]");
+    assert_eq!(types["duration_ms"], "int64");
+    assert_eq!(types["log_count"], "int64");
+    assert_eq!(types["from"], "string");
+    let rows = read["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), list.len());
+    for (row, call) in rows.iter().zip(&list) {
+        let flat = flat_call(call);
+        for col in CALL_COLUMNS {
+            match (&row[col], &flat[col]) {
+                (Value::String(got), Value::String(want)) if col.ends_with("_at") => {
+                    assert_eq!(micros(got), micros(want), "{col}");
+                }
+                (got, want) => assert_eq!(got, want, "{col}"),
+            }
+        }
+    }
+    f.store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn calls_export_filters_and_isolation() {
+    let f = calls_fixture().await;
+    let ids = |body: &[u8]| -> Vec<String> {
+        std::str::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["call_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    for q in [
+        "status=completed",
+        "status=failed&direction=inbound",
+        "hangup_reason=agent_hangup,customer_hangup&min_duration_ms=60001",
+        "from_number=%2B15550100&started_before=2026-09-21T14:15:00Z",
+        "campaign_id=spring%2C%202026", // a comma inside a value is a list separator
+        "agent_id=agent-7",
+    ] {
+        let list = call_list(&f.app, q, ACME_KEY).await;
+        let want: Vec<&str> = list
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap())
+            .collect();
+        let (status, _, body) = get_raw(
+            &f.app,
+            &format!("/v1/calls/export?format=jsonl&{q}"),
+            Some(ACME_KEY),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        assert_eq!(ids(&body), want, "{q}");
+    }
+    // Each tenant exports only its own calls.
+    let (_, _, body) = get_raw(&f.app, "/v1/calls/export?format=jsonl", Some(GLOBEX_KEY)).await;
+    assert_eq!(ids(&body), ["call-g"]);
+    for format in ["csv", "parquet", "xlsx"] {
+        let (_, _, body) = get_raw(
+            &f.app,
+            &format!("/v1/calls/export?format={format}"),
+            Some(GLOBEX_KEY),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains(TRICKY) && !text.contains("call-0"),
+            "{format}"
+        );
+    }
+    let (s, _, body) = get_raw(&f.app, "/v1/calls/export", None).await;
+    assert_error(s, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    for q in [
+        "format=pdf",
+        "direction=sideways",
+        "started_after=yesterday",
+        "min_duration_ms=-1",
+    ] {
+        let (s, h, body) = get_raw(&f.app, &format!("/v1/calls/export?{q}"), Some(ACME_KEY)).await;
+        assert_error(
+            s,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_QUERY_PARAMETERS",
+        );
+        assert!(h.get(header::CONTENT_DISPOSITION).is_none(), "{q}");
+    }
+    // No matching calls: a header-only CSV.
+    let (s, _, body) = get_raw(
+        &f.app,
+        "/v1/calls/export?status=no_such_status",
+        Some(ACME_KEY),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(std::str::from_utf8(&body[3..]).unwrap().lines().count(), 1);
+    // The export is in the OpenAPI document.
+    let (_, _, doc) = get_raw(&f.app, "/openapi.json", None).await;
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert!(doc["paths"]["/v1/calls/export"]["get"].is_object());
+    f.store.shutdown().await.unwrap();
+}
