@@ -1,5 +1,6 @@
-//! `callscope export`: the customer API's export files, written straight from the
-//! database file (while no server has it open).
+//! `callscope export`: the customer API's export files (a call's records with
+//! `--call`, else the calls list), written straight from the database file while no
+//! server has it open.
 
 use std::{
     io::Write as _,
@@ -7,46 +8,138 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use callscope_model::{Category, Level};
-use callscope_store::{ExportFormat, ExportStream, LogFilter, Order, Store, StoreConfig};
+use callscope_model::{Category, Level, Timestamp};
+use callscope_store::{
+    CallFilter, ExportFormat, ExportStream, LogFilter, Order, Store, StoreConfig,
+};
 
 use crate::Config;
 
 /// `callscope export`'s arguments.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Record filters (with --call)")]
 pub struct ExportArgs {
     /// The tenant whose data is exported.
-    #[arg(long)]
+    #[arg(long, help_heading = "Export")]
     pub tenant: String,
-    /// The call whose records are exported.
-    #[arg(long)]
-    pub call: String,
+    /// Export this call's records. Without it, the tenant's calls are exported (one
+    /// row per call, newest first).
+    #[arg(long, help_heading = "Export")]
+    pub call: Option<String>,
     /// `csv`, `jsonl`, `parquet` or `xlsx`. Without it, the output file's extension
     /// decides.
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long, value_parser = parse_format, help_heading = "Export")]
     pub format: Option<ExportFormat>,
-    /// Only these categories (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub category: Vec<Category>,
-    /// Only these levels (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub level: Vec<Level>,
-    /// Only these event codes (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub event: Vec<String>,
-    /// Only records at this level or above.
-    #[arg(long)]
-    pub min_level: Option<Level>,
-    /// `asc` (oldest first, the default) or `desc`.
-    #[arg(long, default_value = "asc", value_parser = parse_order)]
-    pub order: Order,
     /// The file to write (replaced only once the export is complete); `-` for
     /// standard output.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        help_heading = "Export"
+    )]
     pub output: PathBuf,
     /// The configuration file naming the database.
-    #[arg(long, env = "CALLSCOPE_CONFIG")]
+    #[arg(long, env = "CALLSCOPE_CONFIG", help_heading = "Export")]
     pub config: Option<PathBuf>,
+
+    /// Only these categories (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "call")]
+    pub category: Vec<Category>,
+    /// Only these levels (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "call")]
+    pub level: Vec<Level>,
+    /// Only these event codes (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "call")]
+    pub event: Vec<String>,
+    /// Only records at this level or above.
+    #[arg(long, requires = "call")]
+    pub min_level: Option<Level>,
+    /// `asc` (oldest first, the default) or `desc`.
+    #[arg(long, value_parser = parse_order, requires = "call")]
+    pub order: Option<Order>,
+
+    /// Calls with any of these statuses (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub status: Vec<String>,
+    /// `inbound` or `outbound` (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = ["inbound", "outbound"], conflicts_with = "call", help_heading = "Call filters (without --call)")]
+    pub direction: Vec<String>,
+    /// The caller's number, exactly.
+    #[arg(
+        long,
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub from_number: Option<String>,
+    /// The called number, exactly.
+    #[arg(
+        long,
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub to_number: Option<String>,
+    /// Calls handled by any of these agents (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub agent_id: Vec<String>,
+    /// Calls in any of these campaigns (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub campaign_id: Vec<String>,
+    /// Calls with any of these hang-up reasons (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub hangup_reason: Vec<String>,
+    /// Calls with any of these hang-up sources (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub hangup_source: Vec<String>,
+    /// Calls at least this long.
+    #[arg(
+        long,
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub min_duration_ms: Option<u32>,
+    /// Calls at most this long.
+    #[arg(
+        long,
+        conflicts_with = "call",
+        help_heading = "Call filters (without --call)"
+    )]
+    pub max_duration_ms: Option<u32>,
+    /// Calls started at or after this RFC 3339 time.
+    #[arg(long, value_parser = parse_time, conflicts_with = "call", help_heading = "Call filters (without --call)")]
+    pub started_after: Option<Timestamp>,
+    /// Calls started before this RFC 3339 time.
+    #[arg(long, value_parser = parse_time, conflicts_with = "call", help_heading = "Call filters (without --call)")]
+    pub started_before: Option<Timestamp>,
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, callscope_model::TimestampError> {
+    Timestamp::parse_rfc3339(s.trim())
 }
 
 fn parse_format(s: &str) -> Result<ExportFormat, callscope_store::UnknownFormat> {
@@ -82,7 +175,30 @@ impl ExportArgs {
             })
     }
 
-    /// The record filters.
+    /// The call filters (the calls export).
+    #[must_use]
+    pub fn call_filter(&self) -> CallFilter {
+        CallFilter {
+            statuses: self
+                .status
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect(),
+            directions: self.direction.clone(),
+            from_number: self.from_number.clone(),
+            to_number: self.to_number.clone(),
+            agent_ids: self.agent_id.clone(),
+            campaign_ids: self.campaign_id.clone(),
+            hangup_reasons: self.hangup_reason.clone(),
+            hangup_sources: self.hangup_source.clone(),
+            min_duration_ms: self.min_duration_ms.map(i64::from),
+            max_duration_ms: self.max_duration_ms.map(i64::from),
+            started_after: self.started_after,
+            started_before: self.started_before,
+        }
+    }
+
+    /// The record filters (with `--call`).
     #[must_use]
     pub fn filter(&self) -> LogFilter {
         LogFilter {
@@ -116,8 +232,8 @@ pub fn open_store(storage: &StoreConfig) -> anyhow::Result<Store> {
             anyhow::anyhow!(
                 "{} is in use by another process, probably a running `callscope serve`. \
                  DuckDB lets one process open a database file: stop the server and run the \
-                 export again, or download the same file from the running server with \
-                 GET /v1/calls/{{call_id}}/logs/export?format=…",
+                 export again, or download the same file from the running server: \
+                 GET /v1/calls/{{call_id}}/logs/export or GET /v1/calls/export",
                 path.display()
             )
         } else {
@@ -137,11 +253,23 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<u64> {
     let config = Config::load(args.config.as_deref(), std::env::vars())?;
     let store = open_store(&config.storage)?;
     let result = async {
-        let stream = store
-            .export_call_logs(&args.tenant, &args.call, args.filter(), args.order, format)
-            .await
-            .context("reading the call's records")?
-            .with_context(|| format!("tenant `{}` has no call `{}`", args.tenant, args.call))?;
+        let stream = match &args.call {
+            Some(call) => store
+                .export_call_logs(
+                    &args.tenant,
+                    call,
+                    args.filter(),
+                    args.order.unwrap_or(Order::Asc),
+                    format,
+                )
+                .await
+                .context("reading the call's records")?
+                .with_context(|| format!("tenant `{}` has no call `{call}`", args.tenant))?,
+            None => store
+                .export_calls(&args.tenant, &args.call_filter(), format)
+                .await
+                .context("reading the calls")?,
+        };
         write_out(stream, &args.output).await
     }
     .await;
@@ -224,7 +352,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.format().unwrap(), ExportFormat::Xlsx);
-        assert_eq!(a.order, Order::Desc);
+        assert_eq!(a.order, Some(Order::Desc));
         let f = a.filter();
         assert_eq!(f.levels, [Level::Error, Level::Critical]);
         assert_eq!(f.categories, [Category::Agent]);
@@ -235,10 +363,7 @@ mod tests {
             "--tenant", "acme", "--call", "c1", "-o", "-", "--format", "jsonl",
         ])
         .unwrap();
-        assert_eq!(
-            (a.format().unwrap(), a.order),
-            (ExportFormat::Jsonl, Order::Asc)
-        );
+        assert_eq!((a.format().unwrap(), a.order), (ExportFormat::Jsonl, None));
         let a = parse(&["--tenant", "acme", "--call", "c1", "-o", "out.txt"]).unwrap();
         assert!(
             a.format().is_err(),
@@ -247,5 +372,55 @@ mod tests {
         assert!(parse(&["--tenant", "a", "--call", "c", "-o", "x", "--format", "xls"]).is_err());
         assert!(parse(&["--tenant", "a", "--call", "c", "-o", "x", "--level", "LOUD"]).is_err());
         assert!(parse(&["--tenant", "a", "--call", "c", "-o", "x", "--order", "up"]).is_err());
+
+        // Without --call: the calls export, with the calls list's filters.
+        let a = parse(&[
+            "--tenant",
+            "acme",
+            "-o",
+            "calls.csv",
+            "--status",
+            "Failed,missed",
+            "--direction",
+            "inbound",
+            "--min-duration-ms",
+            "1000",
+            "--started-after",
+            "2026-11-21T10:00:00Z",
+            "--agent-id",
+            "a1,a2",
+        ])
+        .unwrap();
+        assert_eq!(a.call, None);
+        let f = a.call_filter();
+        assert_eq!(f.statuses, ["failed", "missed"]);
+        assert_eq!(f.directions, ["inbound"]);
+        assert_eq!(f.agent_ids, ["a1", "a2"]);
+        assert_eq!(f.min_duration_ms, Some(1000));
+        assert_eq!(
+            f.started_after,
+            Some(Timestamp::parse_rfc3339("2026-11-21T10:00:00Z").unwrap())
+        );
+        // Record filters need a call; call filters exclude one.
+        assert!(parse(&["--tenant", "a", "-o", "x.csv", "--level", "ERROR"]).is_err());
+        assert!(parse(&["--tenant", "a", "-o", "x.csv", "--order", "asc"]).is_err());
+        assert!(
+            parse(&[
+                "--tenant", "a", "--call", "c", "-o", "x.csv", "--status", "failed"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["--tenant", "a", "-o", "x.csv", "--direction", "sideways"]).is_err());
+        assert!(
+            parse(&[
+                "--tenant",
+                "a",
+                "-o",
+                "x.csv",
+                "--started-after",
+                "yesterday"
+            ])
+            .is_err()
+        );
     }
 }

@@ -28,9 +28,10 @@ enum Command {
     /// Run a simulated voice agent against an in-process server and print one call's
     /// customer view.
     Demo(callscope::demo::DemoArgs),
-    /// Export a call's records to a file (CSV, JSON Lines, Parquet or XLSX): the same
-    /// file the API's export serves. Run it while the server is stopped.
-    Export(callscope::export::ExportArgs),
+    /// Export a call's records (--call) or the calls list to a file (CSV, JSON Lines,
+    /// Parquet or XLSX): the same file the API's export serves. Run it while the server
+    /// is stopped.
+    Export(Box<callscope::export::ExportArgs>),
     /// Manage customer API keys.
     Keys {
         #[command(subcommand)]
