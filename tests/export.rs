@@ -108,10 +108,11 @@ fn python(script: &str, file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Every format, read back by a real reader, as `[{column: value}]`: times as
-/// nanoseconds since the epoch, `data` as JSON text (CSV, Parquet, XLSX) or an object
-/// (JSON Lines), nulls as null (CSV: empty text).
-fn read_back(format: &str, path: &Path) -> Vec<Value> {
+/// Every format, read back by a real reader, as `[{column: value}]`: the columns in
+/// `times` as nanoseconds since the epoch, JSON columns as JSON text (CSV, Parquet,
+/// XLSX) or values (JSON Lines), nulls as null (CSV: empty text), XLSX numbers as
+/// numbers.
+fn read_back(format: &str, path: &Path, sheet: &str, times: &[&str]) -> Vec<Value> {
     let mut rows: Vec<Value> = match format {
         "csv" => python(
             r#"
@@ -132,12 +133,15 @@ with open(sys.argv[1], newline="", encoding="utf-8-sig") as f:
         "parquet" => python(
             r#"
 import json, sys
-import pyarrow.parquet as pq
+import pyarrow as pa, pyarrow.parquet as pq
 t = pq.read_table(sys.argv[1])
-assert str(t.schema.field("timestamp").type) == "timestamp[us, tz=UTC]", t.schema
+times = [f.name for f in t.schema if pa.types.is_timestamp(f.type)]
+for name in times:
+    assert str(t.schema.field(name).type) == "timestamp[us, tz=UTC]", t.schema
 rows = t.to_pylist()
 for r in rows:
-    r["timestamp"] = r["timestamp"].isoformat()
+    for name in times:
+        r[name] = r[name] and r[name].isoformat()
 print(json.dumps(rows))
 "#,
             path,
@@ -148,7 +152,7 @@ print(json.dumps(rows))
         "xlsx" => {
             use calamine::{Data, Reader as _, Xlsx, open_workbook};
             let mut book: Xlsx<_> = open_workbook(path).unwrap();
-            let range = book.worksheet_range("logs").unwrap();
+            let range = book.worksheet_range(sheet).unwrap();
             let mut rows = range.rows();
             let header: Vec<String> = rows
                 .next()
@@ -162,6 +166,7 @@ print(json.dumps(rows))
                     let v = match cell {
                         Data::Empty => Value::Null,
                         Data::String(s) => Value::String(s.clone()),
+                        Data::Float(x) if x.fract() == 0.0 => json!(*x as i64),
                         // Excel serial days, UTC.
                         Data::DateTime(dt) => {
                             json!(((dt.as_f64() - 25_569.0) * 86_400e9).round() as i64)
@@ -177,11 +182,25 @@ print(json.dumps(rows))
         _ => unreachable!(),
     };
     for r in &mut rows {
-        if let Some(ts) = r["timestamp"].as_str() {
-            r["timestamp"] = json!(nanos(ts));
+        for t in times {
+            if let Some(ts) = r[*t].as_str().filter(|s| !s.is_empty()) {
+                r[*t] = json!(nanos(ts));
+            }
         }
     }
     rows
+}
+
+/// Compares a time read back from `format` with the API's.
+fn assert_time(format: &str, got: &Value, want: &str, what: &str) {
+    let (got, want) = (got.as_i64().unwrap(), nanos(want));
+    match format {
+        "csv" | "jsonl" => assert_eq!(got, want, "{format}: {what}"),
+        // Parquet keeps microseconds.
+        "parquet" => assert_eq!(got, want.div_euclid(1000) * 1000, "{format}: {what}"),
+        // Excel keeps a double of days; it shows milliseconds.
+        _ => assert!((got - want).abs() < 1_000_000, "{format}: {what}"),
+    }
 }
 
 fn nanos(rfc3339: &str) -> i64 {
@@ -199,14 +218,7 @@ fn assert_same(format: &str, got: &[Value], api: &[Value]) {
             let got = &g[k];
             match (k.as_str(), want) {
                 ("timestamp", w) => {
-                    let (got, want) = (got.as_i64().unwrap(), nanos(w.as_str().unwrap()));
-                    match format {
-                        "csv" | "jsonl" => assert_eq!(got, want, "{format}: {k} of {id}"),
-                        // Parquet keeps microseconds.
-                        "parquet" => assert_eq!(got, want / 1000 * 1000, "{format}: {k} of {id}"),
-                        // Excel keeps a double of days; it shows milliseconds.
-                        _ => assert!((got - want).abs() < 1_000_000, "{format}: {k} of {id}"),
-                    }
+                    assert_time(format, got, w.as_str().unwrap(), &format!("{k} of {id}"));
                 }
                 (_, Value::Null) if format == "csv" => assert_eq!(got, "", "{format}: {k} of {id}"),
                 (_, Value::Null) => assert!(got.is_null(), "{format}: {k} of {id}"),
@@ -215,6 +227,45 @@ fn assert_same(format: &str, got: &[Value], api: &[Value]) {
                     assert_eq!(&parsed, w, "{format}: {k} of {id}");
                 }
                 (_, w) => assert_eq!(got, w, "{format}: {k} of {id}"),
+            }
+        }
+    }
+}
+
+/// Compares calls read back from `format` with the calls list's, flattening
+/// `level_counts` into `debug_count` … `critical_count` for the tabular formats.
+fn assert_same_calls(format: &str, got: &[Value], list: &[Value]) {
+    assert_eq!(got.len(), list.len(), "{format}: call count");
+    for (g, call) in got.iter().zip(list) {
+        let id = &call["call_id"];
+        let mut want = call.as_object().unwrap().clone();
+        let mut g = g.as_object().unwrap().clone();
+        if format != "jsonl" {
+            let counts = want.remove("level_counts").unwrap();
+            for level in ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] {
+                want.insert(
+                    format!("{}_count", level.to_lowercase()),
+                    counts[level].clone(),
+                );
+            }
+        }
+        assert_eq!(
+            g.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{format}: columns"
+        );
+        for (k, w) in &want {
+            let got = g.remove(k).unwrap();
+            let what = format!("{k} of {id}");
+            match (k.as_str(), w) {
+                (_, Value::Null) if format == "csv" => assert_eq!(got, "", "{format}: {what}"),
+                ("started_at" | "ended_at", Value::String(t)) => {
+                    assert_time(format, &got, t, &what);
+                }
+                (_, Value::Number(n)) if format == "csv" => {
+                    assert_eq!(got, n.to_string(), "{format}: {what}");
+                }
+                _ => assert_eq!(&got, w, "{format}: {what}"),
             }
         }
     }
@@ -275,7 +326,11 @@ async fn every_format_matches_the_api_after_otlp_ingest() {
             assert!(!String::from_utf8_lossy(&body).contains("never exported"));
             let path = h.dir.path().join(format!("{call}.{format}"));
             std::fs::write(&path, &body).unwrap();
-            assert_same(format, &read_back(format, &path), &api);
+            assert_same(
+                format,
+                &read_back(format, &path, "logs", &["timestamp"]),
+                &api,
+            );
         }
 
         // Tenant isolation: the other tenant cannot tell the call exists.
@@ -294,6 +349,22 @@ async fn every_format_matches_the_api_after_otlp_ingest() {
                 (body["status"].as_str(), body["error_code"].as_str()),
                 (Some("error"), Some("CALL_NOT_FOUND"))
             );
+        }
+    }
+    // The calls list, exported: each tenant gets exactly its own calls.
+    for tenant in support::TENANTS {
+        let (status, list) = h.get("/v1/calls?limit=1000", Some(tenant)).await;
+        assert_eq!(status, 200);
+        let list = list["data"].as_array().unwrap().clone();
+        assert!(!list.is_empty());
+        for format in FORMATS {
+            let (status, _, body) =
+                download(&h, &format!("/v1/calls/export?format={format}"), tenant).await;
+            assert_eq!(status, 200, "{format}");
+            let path = h.dir.path().join(format!("calls-{tenant}.{format}"));
+            std::fs::write(&path, &body).unwrap();
+            let got = read_back(format, &path, "calls", &["started_at", "ended_at"]);
+            assert_same_calls(format, &got, &list);
         }
     }
     let (status, _, body) = download(
@@ -430,28 +501,46 @@ fn cli(db: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// `callscope export` writes the same file as the API for the same query, refuses
-/// politely while a server holds the database, and writes nothing for a call the
-/// tenant does not have.
+/// `callscope export` writes the same files as the API for the same queries (a call's
+/// records, and the calls list), refuses politely while a server holds the database,
+/// and writes nothing for a call the tenant does not have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_writes_what_the_api_serves() {
     let mut h = Harness::start().await;
     let report = h.run_agent(Protocol::HttpProtobuf, 2, 8).await;
     let call = &report.calls[0];
-    let query = "level=INFO,WARNING,ERROR&order=desc";
-    let mut from_api = Vec::new();
-    for format in FORMATS {
-        let (status, _, body) = download(
-            &h,
-            &format!(
-                "/v1/calls/{}/logs/export?format={format}&{query}",
+    // The same query through the API and the CLI: a call's records, and the calls list.
+    let agent = call.agent_id.clone();
+    let cases: [(&str, String, Vec<&str>); 2] = [
+        (
+            "logs",
+            format!(
+                "/v1/calls/{}/logs/export?level=INFO,WARNING,ERROR&order=desc",
                 call.call_id
             ),
-            &call.tenant,
-        )
-        .await;
-        assert_eq!(status, 200);
-        from_api.push(body);
+            vec![
+                "--call",
+                &call.call_id,
+                "--level",
+                "INFO,WARNING,ERROR",
+                "--order",
+                "desc",
+            ],
+        ),
+        (
+            "calls",
+            format!("/v1/calls/export?agent_id={agent}"),
+            vec!["--agent-id", &agent],
+        ),
+    ];
+    let mut from_api = Vec::new();
+    for (_, url, _) in &cases {
+        for format in FORMATS {
+            let (status, _, body) =
+                download(&h, &format!("{url}&format={format}"), &call.tenant).await;
+            assert_eq!(status, 200);
+            from_api.push(body);
+        }
     }
     let db = h.db_path();
     let out = h.dir.path().join("cli-out");
@@ -479,37 +568,30 @@ async fn the_cli_writes_what_the_api_serves() {
     assert!(!target.exists());
 
     h.server.take().unwrap().shutdown().await.unwrap();
-    for (format, api_bytes) in FORMATS.iter().zip(&from_api) {
-        let file = out.join(format!("logs.{format}"));
-        let o = cli(
-            &db,
-            &[
-                "--tenant",
-                &call.tenant,
-                "--call",
-                &call.call_id,
-                "--format",
-                format,
-                "--level",
-                "INFO,WARNING,ERROR",
-                "--order",
-                "desc",
-                "-o",
-                file.to_str().unwrap(),
-            ],
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let cli_bytes = std::fs::read(&file).unwrap();
-        if *format == "xlsx" {
-            // Workbooks carry their creation time; compare what they hold.
-            let api_file = out.join("api.xlsx");
-            std::fs::write(&api_file, api_bytes).unwrap();
-            assert_eq!(read_back("xlsx", &file), read_back("xlsx", &api_file));
-        } else {
-            assert!(
-                &cli_bytes == api_bytes,
-                "{format}: the CLI's file equals the API's"
-            );
+    let mut api_bytes = from_api.iter();
+    for (what, _, args) in &cases {
+        for format in FORMATS {
+            let api_bytes = api_bytes.next().unwrap();
+            let file = out.join(format!("{what}.{format}"));
+            let mut all = vec!["--tenant", &call.tenant, "--format", format];
+            all.extend(args.iter().copied());
+            all.extend(["-o", file.to_str().unwrap()]);
+            let o = cli(&db, &all);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let cli_bytes = std::fs::read(&file).unwrap();
+            if format == "xlsx" {
+                // Workbooks carry their creation time; compare what they hold.
+                let api_file = out.join(format!("api-{what}.xlsx"));
+                std::fs::write(&api_file, api_bytes).unwrap();
+                let cells = read_back("xlsx", &file, what, &[]);
+                assert!(!cells.is_empty());
+                assert_eq!(cells, read_back("xlsx", &api_file, what, &[]), "{what}");
+            } else {
+                assert!(
+                    &cli_bytes == api_bytes,
+                    "{what}, {format}: the CLI's file equals the API's"
+                );
+            }
         }
     }
 
@@ -543,7 +625,12 @@ async fn the_cli_writes_what_the_api_serves() {
     assert_eq!(
         names,
         [
-            "api.xlsx",
+            "api-calls.xlsx",
+            "api-logs.xlsx",
+            "calls.csv",
+            "calls.jsonl",
+            "calls.parquet",
+            "calls.xlsx",
             "logs.csv",
             "logs.jsonl",
             "logs.parquet",
