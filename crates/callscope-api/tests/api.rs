@@ -307,7 +307,13 @@ async fn operations_endpoints() {
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
-    for schema in ["Call", "LevelCounts", "SearchBody", "SearchResponse", "CommentBody"] {
+    for schema in [
+        "Call",
+        "LevelCounts",
+        "SearchBody",
+        "SearchResponse",
+        "CommentBody",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     assert!(doc["components"]["schemas"]["LogRecord"].is_object());

@@ -28,6 +28,7 @@
 
 mod calls;
 mod error;
+mod export;
 mod metrics;
 mod prepare;
 mod query;
@@ -53,7 +54,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use calls::{CallFilter, CallPage, Comment};
+/// The DuckDB crate, for the connection [`Store::read`] lends.
+pub use duckdb;
 pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
 pub use query::{LogFilter, LogPage, LogQuery, Order, PageAt};
 pub use search::{SearchFilter, SearchQuery, SearchResult};
@@ -179,6 +183,7 @@ impl Store {
         }
         let conn = open_connection(config)?;
         schema::migrate(&conn)?;
+        export::remove_stale(&path);
 
         let reader_count = config.reader_connections.max(1);
         let readers = Arc::new(Readers {
@@ -403,6 +408,37 @@ impl Store {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
+    }
+
+    /// Every record of a call that matches `filter`, in `order`, as a file in `format`,
+    /// produced as it is read (see [`ExportStream`]); `None` when `tenant` has no call
+    /// `call_id`.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_call_logs(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        filter: LogFilter,
+        order: Order,
+        format: ExportFormat,
+    ) -> Result<Option<ExportStream>> {
+        export::call_logs(self, tenant, call_id, filter, order, format).await
+    }
+
+    /// Every one of `tenant`'s calls that `filter` selects, newest first (the calls
+    /// list's order), as a file in `format`, produced as it is read.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_calls(
+        &self,
+        tenant: &str,
+        filter: &CallFilter,
+        format: ExportFormat,
+    ) -> Result<ExportStream> {
+        export::calls(self, tenant, filter, format).await
     }
 
     /// Searches `tenant`'s records across calls.

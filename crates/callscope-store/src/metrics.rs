@@ -18,6 +18,8 @@ pub struct StoreMetrics {
     ack_latency: Histogram,
     queue_capacity: AtomicU64,
     queue_available: AtomicU64,
+    exports: [AtomicU64; 4],
+    export_bytes: AtomicU64,
 }
 
 impl Default for StoreMetrics {
@@ -31,6 +33,8 @@ impl Default for StoreMetrics {
             ack_latency: Histogram::new(LATENCY_BUCKETS),
             queue_capacity: AtomicU64::new(0),
             queue_available: AtomicU64::new(0),
+            exports: Default::default(),
+            export_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -54,6 +58,20 @@ impl StoreMetrics {
     pub(crate) fn set_queue(&self, capacity: usize, available: usize) {
         self.queue_capacity.store(capacity as u64, Relaxed);
         self.queue_available.store(available as u64, Relaxed);
+    }
+
+    pub(crate) fn record_export(&self, format: usize) {
+        self.exports[format].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_export_bytes(&self, n: u64) {
+        self.export_bytes.fetch_add(n, Relaxed);
+    }
+
+    /// Export bytes handed to clients so far.
+    #[must_use]
+    pub fn export_bytes(&self) -> u64 {
+        self.export_bytes.load(Relaxed)
     }
 
     /// Records committed so far.
@@ -114,6 +132,17 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Gauge,
             "Records waiting for the writer.",
             (cap - c(&self.queue_available)).max(0.0),
+        );
+        let name = "callscope_exports_total";
+        w.family(name, MetricKind::Counter, "Exports started, by format.");
+        for (f, n) in crate::ExportFormat::ALL.iter().zip(&self.exports) {
+            w.sample(name, &[("format", f.as_str())], c(n));
+        }
+        w.single(
+            "callscope_export_bytes_total",
+            MetricKind::Counter,
+            "Bytes of export files handed to clients.",
+            c(&self.export_bytes),
         );
         self.commit_latency.render(
             w,
