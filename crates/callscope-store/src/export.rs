@@ -6,14 +6,16 @@
 //! order the rows. How each format is produced:
 //!
 //! - **CSV and JSON Lines** are encoded in chunks of [`CHUNK_ROWS`] rows. Each chunk is
-//!   read by keyset (the rows after the previous chunk's last sort key) on a reader
+//!   read by keyset (the rows after the previous chunk's last sort key, within a window
+//!   of the time key sized from the previous chunk, see [`Pager`]) on a reader
 //!   connection that is released between chunks, so a slow client never pins one. The
 //!   encoded chunks go through a channel of [`CHANNEL_CHUNKS`] entries: when the client
 //!   stops reading, the reader stops too.
 //! - **XLSX** is written row by row to a worksheet in constant-memory mode (rows go to
 //!   a temporary file, not to memory), from the same keyset chunks, then streamed.
 //! - **Parquet** is written by DuckDB itself, `COPY (SELECT …) TO '<temporary file>'`,
-//!   then streamed.
+//!   then streamed. DuckDB sorts and writes within its `memory_limit` (the sort spills
+//!   to disk), so this export's memory follows that setting, not the export's size.
 //!
 //! Temporary files live next to the database (the disk sized for the data), are named
 //! `.callscope-export-*`, are deleted when their export ends, and any left behind by a
@@ -244,16 +246,22 @@ impl ExportQuery {
             .join(", ")
     }
 
-    /// `(k1 > ?) OR (k1 = ? AND k2 > ?) …`: the rows after `cursor` in the order.
+    /// `k1 >= ? AND ((k1 > ?) OR (k1 = ? AND k2 > ?) …)`: the rows after `cursor` in
+    /// the order. The leading bound on the first key alone lets DuckDB skip the row
+    /// groups before the cursor (min/max statistics), so each chunk reads only what
+    /// follows it.
     fn after(&self, cursor: &[Value], params: &mut Vec<Value>) -> String {
-        let cmp = match self.order {
-            Order::Asc => ">",
-            Order::Desc => "<",
+        let (cmp, bound) = match self.order {
+            Order::Asc => (">", ">="),
+            Order::Desc => ("<", "<="),
         };
         let placeholder = |k: &SortKey| match k.kind {
             KeyKind::Uuid => "?::UUID",
             KeyKind::Integer | KeyKind::Text => "?",
         };
+        let first = &self.keys[0];
+        let lead = format!("{} {bound} {}", first.sql, placeholder(first));
+        params.push(cursor[0].clone());
         let mut ors = Vec::new();
         for i in 0..self.keys.len() {
             let mut ands = Vec::new();
@@ -264,7 +272,7 @@ impl ExportQuery {
             }
             ors.push(format!("({})", ands.join(" AND ")));
         }
-        format!("({})", ors.join(" OR "))
+        format!("{lead} AND ({})", ors.join(" OR "))
     }
 }
 
@@ -283,11 +291,13 @@ type Row = Vec<Cell>;
 /// The sort keys of a row: where the next chunk starts.
 type Cursor = Vec<Value>;
 
-/// Reads up to `limit` rows after `cursor`; returns them and the last row's keys.
+/// Reads up to `limit` rows after `cursor` (and, with `until`, whose first key is
+/// short of it in the order); returns them and the last row's keys.
 fn fetch_chunk(
     conn: &Connection,
     q: &ExportQuery,
     cursor: Option<&[Value]>,
+    until: Option<i64>,
     limit: usize,
 ) -> Result<(Vec<Row>, Option<Cursor>)> {
     let keys = q
@@ -313,6 +323,14 @@ fn fetch_chunk(
     if let Some(cursor) = cursor {
         sql.push_str(" AND ");
         sql.push_str(&q.after(cursor, &mut params));
+    }
+    if let Some(until) = until {
+        let cmp = match q.order {
+            Order::Asc => "<",
+            Order::Desc => ">",
+        };
+        sql.push_str(&format!(" AND {} {cmp} ?", q.keys[0].sql));
+        params.push(Value::BigInt(until));
     }
     sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", q.order_by()));
 
@@ -347,6 +365,83 @@ fn fetch_chunk(
         last = Some(key);
     }
     Ok((out, last))
+}
+
+/// Walks a query a chunk at a time.
+///
+/// A keyset condition alone makes DuckDB skip what precedes the cursor but still read
+/// everything after it to pick the next chunk, which is quadratic over a long export.
+/// When the first sort key is an integer (a time), each read is also bounded to a
+/// window of that key sized from the previous chunk (twice its span), so a read costs
+/// about two chunks' worth of rows. A window that holds fewer rows than a chunk
+/// doubles until it reaches the end of the key's range, where the walk ends.
+#[derive(Debug, Default)]
+struct Pager {
+    cursor: Option<Cursor>,
+    /// The first key's smallest and largest values among the rows; `None` until read.
+    range: Option<Option<(i64, i64)>>,
+    width: Option<i64>,
+    done: bool,
+}
+
+impl Pager {
+    fn next_chunk(&mut self, conn: &Connection, q: &ExportQuery) -> Result<Vec<Row>> {
+        let windowed = q.keys[0].kind == KeyKind::Integer;
+        if windowed && self.range.is_none() {
+            let sql = format!(
+                "SELECT min({k}), max({k}) FROM {} WHERE {}",
+                q.from,
+                q.filter,
+                k = q.keys[0].sql
+            );
+            let (lo, hi): (Option<i64>, Option<i64>) = conn
+                .prepare_cached(&sql)?
+                .query_row(duckdb::params_from_iter(q.params.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            self.range = Some(lo.zip(hi));
+        }
+        loop {
+            // Where this read starts on the first key, and where its window ends.
+            let from = match (&self.cursor, self.range.flatten()) {
+                (Some(c), _) => match c[0] {
+                    Value::BigInt(v) => Some(v),
+                    _ => None,
+                },
+                (None, Some((lo, hi))) => Some(if q.order == Order::Asc { lo } else { hi }),
+                (None, None) => None,
+            };
+            let until = match (from, self.width, self.range.flatten()) {
+                (Some(from), Some(w), Some((lo, hi))) => match q.order {
+                    Order::Asc => Some(from.saturating_add(w)).filter(|end| *end <= hi),
+                    Order::Desc => Some(from.saturating_sub(w)).filter(|end| *end >= lo),
+                },
+                _ => None,
+            };
+            let (rows, last) = fetch_chunk(conn, q, self.cursor.as_deref(), until, CHUNK_ROWS)?;
+            if let Some(last) = last {
+                self.cursor = Some(last);
+            }
+            if rows.len() == CHUNK_ROWS {
+                if let (true, Some(from), Some(Value::BigInt(to))) =
+                    (windowed, from, self.cursor.as_ref().map(|c| &c[0]))
+                {
+                    let span = from.abs_diff(*to).saturating_mul(2);
+                    self.width = Some(i64::try_from(span).unwrap_or(i64::MAX).max(1));
+                }
+                return Ok(rows);
+            }
+            if until.is_none() {
+                self.done = true;
+                return Ok(rows);
+            }
+            // The window held less than a chunk: widen it.
+            self.width = self.width.map(|w| w.saturating_mul(2));
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
+        }
+    }
 }
 
 fn export_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -717,26 +812,26 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
         return send_file(store, tx, file).await;
     }
 
-    let mut state = (Sink::new(format, &q, &dir)?, None::<Cursor>);
+    let mut state = (Sink::new(format, &q, &dir)?, Pager::default());
     loop {
         if tx.is_closed() {
             return Ok(());
         }
         let q2 = q.clone();
-        let (next, bytes, done) = store
+        let (next, bytes) = store
             .read(move |c| {
-                let (mut sink, cursor) = state;
-                let (rows, last) = fetch_chunk(c, &q2, cursor.as_deref(), CHUNK_ROWS)?;
+                let (mut sink, mut pager) = state;
+                let rows = pager.next_chunk(c, &q2)?;
                 sink.write_rows(&q2, &rows)?;
                 let bytes = sink.take()?;
-                Ok(((sink, last), bytes, rows.len() < CHUNK_ROWS))
+                Ok(((sink, pager), bytes))
             })
             .await?;
         state = next;
         if !bytes.is_empty() && !send(store, tx, bytes).await {
             return Ok(());
         }
-        if done {
+        if state.1.done {
             break;
         }
     }
@@ -973,6 +1068,85 @@ mod tests {
         );
     }
 
+    /// The windowed walk visits every row once, in order, whatever the spacing of the
+    /// first key: ties wider than a chunk, huge gaps, lone outliers.
+    #[test]
+    fn pager_visits_every_row_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k BIGINT, id VARCHAR, tag VARCHAR);
+             INSERT INTO t SELECT 5, 'tie' || lpad(i::VARCHAR, 5, '0'), 'a' FROM range(3000) r(i);
+             INSERT INTO t SELECT 1000 + i * 7, 'dense' || i, 'a' FROM range(2500) r(i);
+             INSERT INTO t SELECT 1000000000000 + i, 'far' || i, 'a' FROM range(1500) r(i);
+             INSERT INTO t VALUES (-9000000000000000000, 'min', 'a'), (9000000000000000000, 'max', 'a'),
+                                  (7, 'other-tenant', 'b');",
+        )
+        .unwrap();
+        for (order, first) in [
+            (Order::Asc, KeyKind::Integer),
+            (Order::Desc, KeyKind::Integer),
+            (Order::Asc, KeyKind::Text),
+        ] {
+            let keys = if first == KeyKind::Integer {
+                vec![
+                    SortKey {
+                        sql: "k",
+                        kind: KeyKind::Integer,
+                    },
+                    SortKey {
+                        sql: "id",
+                        kind: KeyKind::Text,
+                    },
+                ]
+            } else {
+                vec![
+                    SortKey {
+                        sql: "id",
+                        kind: KeyKind::Text,
+                    },
+                    SortKey {
+                        sql: "k",
+                        kind: KeyKind::Integer,
+                    },
+                ]
+            };
+            let q = ExportQuery {
+                sheet: "t",
+                columns: vec![Column::new("id", "id", Kind::Text)],
+                from: "t",
+                filter: "tag = ?".into(),
+                params: vec![Value::Text("a".into())],
+                keys,
+                order,
+            };
+            let expected: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT id FROM t WHERE tag = 'a' ORDER BY {}",
+                    q.order_by()
+                ))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<duckdb::Result<_>>()
+                .unwrap();
+            let mut pager = Pager::default();
+            let mut got = Vec::new();
+            let mut reads = 0;
+            while !pager.done {
+                for row in pager.next_chunk(&conn, &q).unwrap() {
+                    match &row[0] {
+                        Cell::Text(id) => got.push(id.clone()),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                reads += 1;
+                assert!(reads < 100, "the walk ends");
+            }
+            assert_eq!(got.len(), 7002, "{order:?} {first:?}");
+            assert_eq!(got, expected, "{order:?} {first:?}");
+        }
+    }
+
     #[test]
     fn keyset_condition_binds_every_key() {
         let q = ExportQuery {
@@ -995,10 +1169,15 @@ mod tests {
         };
         let mut params = Vec::new();
         let sql = q.after(&[Value::BigInt(1), Value::Text("x".into())], &mut params);
-        assert_eq!(sql, "((a < ?) OR (a = ? AND b < ?::UUID))");
+        assert_eq!(sql, "a <= ? AND ((a < ?) OR (a = ? AND b < ?::UUID))");
         assert_eq!(
             params,
-            [Value::BigInt(1), Value::BigInt(1), Value::Text("x".into())]
+            [
+                Value::BigInt(1),
+                Value::BigInt(1),
+                Value::BigInt(1),
+                Value::Text("x".into())
+            ]
         );
     }
 }
