@@ -26,13 +26,13 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v[i]
 }
 
-fn report(name: &str, samples: Vec<Duration>) {
+fn report(name: &str, samples: &[Duration]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "{name:<48} p50 {:>7.1} ms   p95 {:>7.1} ms   p99 {:>7.1} ms   (n={})",
-        ms(percentile(samples.clone(), 0.5)),
-        ms(percentile(samples.clone(), 0.95)),
-        ms(percentile(samples.clone(), 0.99)),
+        ms(percentile(samples.to_vec(), 0.5)),
+        ms(percentile(samples.to_vec(), 0.95)),
+        ms(percentile(samples.to_vec(), 0.99)),
         samples.len()
     );
 }
@@ -172,7 +172,7 @@ async fn query_latency_at_scale() {
             total = r.total_count;
             assert!(!r.event_counts.is_empty() || total == 0);
         }
-        report(&format!("{name} [{total} matches]"), samples);
+        report(&format!("{name} [{total} matches]"), &samples);
     }
 
     let mut samples = Vec::new();
@@ -189,6 +189,6 @@ async fn query_latency_at_scale() {
         samples.push(t.elapsed());
         assert_eq!(page.records.len(), 100);
     }
-    report("per-call page, 100 records", samples);
+    report("per-call page, 100 records", &samples);
     store.shutdown().await.unwrap();
 }
