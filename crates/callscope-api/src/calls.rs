@@ -9,7 +9,8 @@ use axum::{
 };
 use callscope_model::{Call, Timestamp};
 pub use callscope_query::NewComment;
-use callscope_query::{parse_call_filter, parse_comment};
+pub(crate) use callscope_query::parse_call_filter;
+use callscope_query::parse_comment;
 use callscope_store::Comment;
 use serde::Serialize;
 use uuid::Uuid;

@@ -23,6 +23,7 @@ pub mod auth;
 mod calls;
 mod config;
 mod error;
+mod export;
 mod logs;
 pub mod openapi;
 mod ops;
@@ -118,8 +119,13 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/calls/{call_id}/logs", get(logs::call_logs))
         .route("/v1/log/call/{call_id}", get(logs::call_logs_alias))
+        .route(
+            "/v1/calls/{call_id}/logs/export",
+            get(export::call_logs_export),
+        )
         .route("/v1/logs/search", post(search::search))
         .route("/v1/calls", get(calls::list_calls))
+        .route("/v1/calls/export", get(export::calls_export))
         .route("/v1/calls/{call_id}", get(calls::get_call))
         .route(
             "/v1/calls/{call_id}/comments",

@@ -6,6 +6,7 @@ use axum::{
     extract::{RawQuery, State},
 };
 use callscope_model::LogRecord;
+pub(crate) use callscope_query::parse_log_filter;
 use callscope_query::parse_log_query;
 pub(crate) use callscope_query::{DEFAULT_LIMIT, MAX_LIMIT};
 use callscope_store::LogPage;

@@ -26,4 +26,4 @@ impl<S: Send + Sync> FromRequestParts<S> for CallId {
     }
 }
 
-pub(crate) use callscope_query::Params;
+pub(crate) use callscope_query::{Params, parse_order};

@@ -22,7 +22,7 @@ mod search;
 mod types;
 
 pub use calls::{NewComment, parse_call_filter, parse_comment};
-pub use logs::{DEFAULT_LIMIT, MAX_LIMIT, parse_log_query};
+pub use logs::{DEFAULT_LIMIT, MAX_LIMIT, parse_log_filter, parse_log_query};
 pub use params::{Params, parse_order};
 pub use search::{SearchBody, parse_json, parse_search};
 pub use types::{CallFilter, LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery};

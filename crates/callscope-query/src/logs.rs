@@ -47,6 +47,20 @@ pub fn parse_log_query(params: &Params) -> Result<LogQuery, QueryError> {
         (None, Some(id), None) => PageAt::Before(id),
         (None, None, page) => PageAt::Page(page.unwrap_or(1)),
     };
+    Ok(LogQuery {
+        at,
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        order: parse_order(params.one("order"), "order")?,
+        filter: parse_log_filter(params)?,
+    })
+}
+
+/// Validates the filters of a per-call log query (`category`, `level`, `event`,
+/// `min_level`); the log export takes them too.
+///
+/// # Errors
+/// [`QueryError::Query`] naming the parameter.
+pub fn parse_log_filter(params: &Params) -> Result<LogFilter, QueryError> {
     let min_level = params
         .one("min_level")
         .map(|v| {
@@ -55,20 +69,15 @@ pub fn parse_log_query(params: &Params) -> Result<LogQuery, QueryError> {
                 .map_err(|e| QueryError::Query(format!("Invalid `min_level`: {e}")))
         })
         .transpose()?;
-    Ok(LogQuery {
-        at,
-        limit: u32::try_from(limit).unwrap_or(u32::MAX),
-        order: parse_order(params.one("order"), "order")?,
-        filter: LogFilter {
-            categories: params.parsed_list::<Category>("category")?,
-            levels: params.parsed_list::<Level>("level")?,
-            events: params
-                .list("event")
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            min_level,
-        },
+    Ok(LogFilter {
+        categories: params.parsed_list::<Category>("category")?,
+        levels: params.parsed_list::<Level>("level")?,
+        events: params
+            .list("event")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        min_level,
     })
 }
 

@@ -24,6 +24,9 @@ pub enum Error {
     /// A value in the database could not be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Writing an export file failed.
+    #[error("export failed: {0}")]
+    Export(String),
     /// Opening the database file failed.
     #[error("cannot open {path}: {source}")]
     Open {

@@ -28,6 +28,7 @@
 
 mod calls;
 mod error;
+mod export;
 mod metrics;
 mod prepare;
 mod query;
@@ -56,7 +57,10 @@ pub use calls::{CallPage, Comment};
 pub use callscope_query::{
     CallFilter, LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery,
 };
+/// The DuckDB crate, for the connection [`Store::read`] lends.
+pub use duckdb;
 pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
 pub use query::LogPage;
 pub use search::SearchResult;
@@ -182,6 +186,7 @@ impl Store {
         }
         let conn = open_connection(config)?;
         schema::migrate(&conn)?;
+        export::remove_stale(&path);
 
         let reader_count = config.reader_connections.max(1);
         let readers = Arc::new(Readers {
@@ -402,6 +407,37 @@ impl Store {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
+    }
+
+    /// Every record of a call that matches `filter`, in `order`, as a file in `format`,
+    /// produced as it is read (see [`ExportStream`]); `None` when `tenant` has no call
+    /// `call_id`.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_call_logs(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        filter: LogFilter,
+        order: Order,
+        format: ExportFormat,
+    ) -> Result<Option<ExportStream>> {
+        export::call_logs(self, tenant, call_id, filter, order, format).await
+    }
+
+    /// Every one of `tenant`'s calls that `filter` selects, newest first (the calls
+    /// list's order), as a file in `format`, produced as it is read.
+    ///
+    /// # Errors
+    /// A database error, or a failure writing the file, before any bytes were produced.
+    pub async fn export_calls(
+        &self,
+        tenant: &str,
+        filter: &CallFilter,
+        format: ExportFormat,
+    ) -> Result<ExportStream> {
+        export::calls(self, tenant, filter, format).await
     }
 
     /// Searches `tenant`'s records across calls.

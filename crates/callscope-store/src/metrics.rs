@@ -22,6 +22,8 @@ pub struct StoreMetrics {
     /// The write queue's capacity and its semaphore, read when rendering so the depth
     /// is never stale.
     queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
+    exports: [AtomicU64; 4],
+    export_bytes: AtomicU64,
 }
 
 impl Default for StoreMetrics {
@@ -34,6 +36,8 @@ impl Default for StoreMetrics {
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
             queue: OnceLock::new(),
+            exports: Default::default(),
+            export_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -56,6 +60,20 @@ impl StoreMetrics {
 
     pub(crate) fn watch_queue(&self, capacity: usize, queue: Arc<tokio::sync::Semaphore>) {
         let _ = self.queue.set((capacity, queue));
+    }
+
+    pub(crate) fn record_export(&self, format: usize) {
+        self.exports[format].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_export_bytes(&self, n: u64) {
+        self.export_bytes.fetch_add(n, Relaxed);
+    }
+
+    /// Export bytes handed to clients so far.
+    #[must_use]
+    pub fn export_bytes(&self) -> u64 {
+        self.export_bytes.load(Relaxed)
     }
 
     /// Records committed so far.
@@ -118,6 +136,17 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Gauge,
             "Records waiting for the writer.",
             (cap - available).max(0.0),
+        );
+        let name = "callscope_exports_total";
+        w.family(name, MetricKind::Counter, "Exports started, by format.");
+        for (f, n) in crate::ExportFormat::ALL.iter().zip(&self.exports) {
+            w.sample(name, &[("format", f.as_str())], c(n));
+        }
+        w.single(
+            "callscope_export_bytes_total",
+            MetricKind::Counter,
+            "Bytes of export files handed to clients.",
+            c(&self.export_bytes),
         );
         self.commit_latency.render(
             w,

@@ -4,7 +4,7 @@ use callscope_model::{Category, Level, LogRecord, Timestamp};
 use duckdb::{Connection, types::Value};
 use uuid::Uuid;
 
-use crate::{Error, LogQuery, Order, PageAt, Result};
+use crate::{Error, LogFilter, LogQuery, Order, PageAt, Result};
 
 /// `ASC` or `DESC`.
 pub(crate) fn order_sql(order: Order) -> &'static str {
@@ -83,14 +83,14 @@ pub(crate) fn push_in(
     sql.push(')');
 }
 
-/// Reads a page of one call's records; `None` when the tenant has no such call.
-pub(crate) fn call_logs(
+/// The call's time window (first and last record time); `None` when the tenant has
+/// no such call.
+pub(crate) fn call_window(
     conn: &Connection,
     tenant: &str,
     call_id: &str,
-    q: &LogQuery,
-) -> Result<Option<LogPage>> {
-    let window: Option<(i64, i64)> = conn
+) -> Result<Option<(i64, i64)>> {
+    Ok(conn
         .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE tenant = ? AND call_id = ?")?
         .query_row([tenant, call_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .map(Some)
@@ -100,11 +100,17 @@ pub(crate) fn call_logs(
             } else {
                 Err(e)
             }
-        })?;
-    let Some((first_ts, last_ts)) = window else {
-        return Ok(None);
-    };
+        })?)
+}
 
+/// The `WHERE` condition (with its parameters) selecting one call's records that
+/// match `f`.
+pub(crate) fn call_log_where(
+    tenant: &str,
+    call_id: &str,
+    (first_ts, last_ts): (i64, i64),
+    f: &LogFilter,
+) -> (String, Vec<Value>) {
     // The call's time window prunes the scan to the row groups written during the call.
     let mut base = String::from("tenant = ? AND call_id = ? AND ts BETWEEN ? AND ?");
     let mut params: Vec<Value> = vec![
@@ -113,7 +119,6 @@ pub(crate) fn call_logs(
         Value::BigInt(first_ts),
         Value::BigInt(last_ts),
     ];
-    let f = &q.filter;
     push_in(
         &mut base,
         &mut params,
@@ -136,6 +141,20 @@ pub(crate) fn call_logs(
         base.push_str(" AND level >= ?");
         params.push(Value::UTinyInt(min.code()));
     }
+    (base, params)
+}
+
+/// Reads a page of one call's records; `None` when the tenant has no such call.
+pub(crate) fn call_logs(
+    conn: &Connection,
+    tenant: &str,
+    call_id: &str,
+    q: &LogQuery,
+) -> Result<Option<LogPage>> {
+    let Some(window) = call_window(conn, tenant, call_id)? else {
+        return Ok(None);
+    };
+    let (base, params) = call_log_where(tenant, call_id, window, &q.filter);
 
     let total_count: i64 = conn
         .prepare(&format!("SELECT count(*) FROM logs WHERE {base}"))?

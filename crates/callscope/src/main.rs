@@ -28,6 +28,10 @@ enum Command {
     /// Run a simulated voice agent against an in-process server and print one call's
     /// customer view.
     Demo(callscope::demo::DemoArgs),
+    /// Export a call's records (--call) or the calls list to a file (CSV, JSON Lines,
+    /// Parquet or XLSX): the same file the API's export serves. Run it while the server
+    /// is stopped.
+    Export(Box<callscope::export::ExportArgs>),
     /// Manage customer API keys.
     Keys {
         #[command(subcommand)]
@@ -99,6 +103,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => {
             callscope::demo::run(args).await?;
+        }
+        Command::Export(args) => {
+            let bytes = callscope::export::run(&args).await?;
+            if args.output != std::path::Path::new("-") {
+                eprintln!("Wrote {} ({bytes} bytes).", args.output.display());
+            }
         }
         Command::Keys {
             command: KeysCommand::Create { tenant, config },
