@@ -268,6 +268,10 @@ pub struct Tally {
     pub unexpected: Vec<String>,
     /// The next record number.
     pub next_seq: u64,
+    /// What the requests without an answer failed with.
+    pub transport_errors: Vec<String>,
+    /// The first messages of retryable refusals.
+    pub refusals: Vec<String>,
 }
 
 /// Sends requests of fresh records until `stop` is set (or the server is gone, with
@@ -312,6 +316,7 @@ pub async fn sender(
         }
         tally.sent.push(b);
         if answer.code == "transport" {
+            tally.transport_errors.push(answer.message.clone());
             grpc = None;
             if spec.stop_on_transport_error {
                 break;
@@ -322,6 +327,8 @@ pub async fn sender(
                 tally
                     .unexpected
                     .push(format!("{}: {}", answer.code, answer.message));
+            } else if tally.refusals.len() < 20 {
+                tally.refusals.push(answer.message.clone());
             }
             tokio::time::sleep(spec.backoff).await;
         }

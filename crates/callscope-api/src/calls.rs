@@ -4,7 +4,7 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::StatusCode,
 };
 use callscope_model::{Call, Timestamp};
@@ -16,7 +16,7 @@ use crate::{
     ApiError, ApiState,
     auth::Tenant,
     logs::{DEFAULT_LIMIT, MAX_LIMIT},
-    params::Params,
+    params::{CallId, Params},
 };
 
 /// One page of the calls list, newest first.
@@ -178,7 +178,7 @@ pub(crate) async fn list_calls(
 pub(crate) async fn get_call(
     State(state): State<ApiState>,
     tenant: Tenant,
-    Path(call_id): Path<String>,
+    CallId(call_id): CallId,
 ) -> Result<Json<Call>, ApiError> {
     state
         .store
@@ -275,7 +275,7 @@ fn parse_comment(body: &[u8]) -> Result<NewComment, ApiError> {
 pub(crate) async fn add_comment(
     State(state): State<ApiState>,
     tenant: Tenant,
-    Path(call_id): Path<String>,
+    CallId(call_id): CallId,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommentBody>), ApiError> {
     let new = parse_comment(&body)?;
@@ -303,7 +303,7 @@ pub(crate) async fn add_comment(
 pub(crate) async fn list_comments(
     State(state): State<ApiState>,
     tenant: Tenant,
-    Path(call_id): Path<String>,
+    CallId(call_id): CallId,
 ) -> Result<Json<CommentListBody>, ApiError> {
     let list = state
         .store

@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
 };
 use callscope_model::{Category, Level, LogRecord};
 use callscope_store::{LogFilter, LogPage, LogQuery, PageAt};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     ApiError, ApiState,
     auth::Tenant,
-    params::{Params, parse_order},
+    params::{CallId, Params, parse_order},
 };
 
 /// The largest `limit`.
@@ -156,7 +156,7 @@ pub(crate) fn parse_log_filter(params: &Params) -> Result<LogFilter, ApiError> {
 pub(crate) async fn call_logs(
     State(state): State<ApiState>,
     tenant: Tenant,
-    Path(call_id): Path<String>,
+    CallId(call_id): CallId,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<LogPageBody>, ApiError> {
     let query = parse_log_query(&Params::parse(raw.as_deref())?)?;
@@ -180,7 +180,7 @@ pub(crate) async fn call_logs(
 pub(crate) async fn call_logs_alias(
     state: State<ApiState>,
     tenant: Tenant,
-    path: Path<String>,
+    path: CallId,
     raw: RawQuery,
 ) -> Result<Json<LogPageBody>, ApiError> {
     call_logs(state, tenant, path, raw).await

@@ -30,11 +30,14 @@ use crate::{
     Collector, Signal,
     decode::{self, DecodeError, Encoding},
     metrics::Transport,
-    pipeline::{Accepted, IngestError},
+    pipeline::{Accepted, Admission, IngestError},
 };
 
 /// Bodies larger than this are decompressed and decoded on the blocking pool.
 const BLOCKING_BYTES: usize = 256 * 1024;
+
+/// How long the rest of a refused request's body is read and discarded ([`linger`]).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The OTLP/HTTP routes, ready for `axum::serve` (with graceful shutdown).
 ///
@@ -117,45 +120,21 @@ async fn handle(
     signal: Signal,
     format: Option<Format>,
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     started: Instant,
 ) -> Result<(Format, Accepted), IngestError> {
-    if !c.authorize(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        return Err(IngestError::Unauthenticated);
-    }
-    let Some(format) = format else {
-        let given = headers
-            .get(header::CONTENT_TYPE)
-            .map_or("none", |v| v.to_str().unwrap_or("?"));
-        return Err(IngestError::UnsupportedMediaType(format!(
-            "unsupported content type `{given}`: use application/x-protobuf or application/json"
-        )));
-    };
-    let encoding_header = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"));
-    let Some(encoding) = Encoding::from_header(encoding_header) else {
-        return Err(IngestError::UnsupportedMediaType(format!(
-            "unsupported Content-Encoding `{}`: use gzip, zstd or identity",
-            encoding_header.unwrap_or_default()
-        )));
-    };
     let limit = c.config().max_request_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(IngestError::TooLarge { limit });
-    }
-
-    let admission = c.admit()?;
-    let raw = match Limited::new(body, limit).collect().await {
+    let (format, encoding, admission) = match admit(c, format, headers) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            linger(body, limit).await;
+            return Err(e);
+        }
+    };
+    let raw = match Limited::new(&mut body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            linger(body, limit).await;
             return Err(IngestError::TooLarge { limit });
         }
         Err(e) => {
@@ -190,6 +169,64 @@ async fn handle(
     };
     drop((bytes, admission));
     Ok((format, accepted))
+}
+
+/// The checks made before a request's body is read: the ingest token, the content type
+/// and encoding, the declared length, and a place in the pipeline.
+fn admit(
+    c: &Arc<Collector>,
+    format: Option<Format>,
+    headers: &HeaderMap,
+) -> Result<(Format, Encoding, Admission), IngestError> {
+    if !c.authorize(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        return Err(IngestError::Unauthenticated);
+    }
+    let Some(format) = format else {
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .map_or("none", |v| v.to_str().unwrap_or("?"));
+        return Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported content type `{given}`: use application/x-protobuf or application/json"
+        )));
+    };
+    let encoding_header = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let Some(encoding) = Encoding::from_header(encoding_header) else {
+        return Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding `{}`: use gzip, zstd or identity",
+            encoding_header.unwrap_or_default()
+        )));
+    };
+    let limit = c.config().max_request_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    Ok((format, encoding, c.admit()?))
+}
+
+/// Reads and discards what is left of a refused request's body, one frame at a time, up
+/// to `max` bytes and [`LINGER`]. Otherwise the connection is closed under a sender still
+/// writing a large body, and it sees a reset instead of the refusal and its
+/// `Retry-After` (web servers call this a lingering close).
+async fn linger(mut body: Body, max: usize) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+            if seen > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Runs CPU-heavy work on the blocking pool when the input is big.

@@ -194,7 +194,6 @@ impl Store {
         let ready = Arc::new(AtomicBool::new(true));
         let metrics = Arc::new(StoreMetrics::default());
         let queue_records = config.queue_records.max(1);
-        metrics.set_queue(queue_records, queue_records);
         let (tx, rx) = mpsc::channel();
         let w = writer::Writer::new(
             conn,
@@ -212,10 +211,12 @@ impl Store {
             .spawn(move || w.run())
             .map_err(|e| open_err(Box::new(e)))?;
 
+        let queue = Arc::new(Semaphore::new(queue_records));
+        metrics.watch_queue(queue_records, queue.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
-                queue: Arc::new(Semaphore::new(queue_records)),
+                queue,
                 queue_records,
                 ready,
                 readers,
@@ -306,16 +307,7 @@ impl Store {
             })
             .map_err(|_| Error::Closed)?;
         }
-        self.inner.metrics.set_queue(
-            self.inner.queue_records,
-            self.inner.queue.available_permits(),
-        );
-        let result = rx.await.map_err(|_| Error::Closed)?;
-        self.inner.metrics.set_queue(
-            self.inner.queue_records,
-            self.inner.queue.available_permits(),
-        );
-        result
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// Deletes records older than `before` now, as the retention task does hourly.
@@ -383,8 +375,12 @@ impl Store {
             inner.readers.pool.lock().push(conn);
             drop(slot);
             out.map_err(|e| match e {
-                // The database instance is unusable until the writer has reopened it.
+                // The database instance is unusable until the writer has reopened it;
+                // ask it to, in case no write is coming to find out.
                 Error::Database(e) if writer::is_invalidated(&e) => {
+                    if let Some(tx) = inner.tx.lock().as_ref() {
+                        let _ = tx.send(writer::Command::CheckHealth);
+                    }
                     Error::Unavailable(e.to_string())
                 }
                 e => e,

@@ -1,7 +1,10 @@
 //! What the store counts, for `/metrics`.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -16,8 +19,9 @@ pub struct StoreMetrics {
     write_errors: AtomicU64,
     commit_latency: Histogram,
     ack_latency: Histogram,
-    queue_capacity: AtomicU64,
-    queue_available: AtomicU64,
+    /// The write queue's capacity and its semaphore, read when rendering so the depth
+    /// is never stale.
+    queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
     exports: [AtomicU64; 4],
     export_bytes: AtomicU64,
 }
@@ -31,8 +35,7 @@ impl Default for StoreMetrics {
             write_errors: AtomicU64::new(0),
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
-            queue_capacity: AtomicU64::new(0),
-            queue_available: AtomicU64::new(0),
+            queue: OnceLock::new(),
             exports: Default::default(),
             export_bytes: AtomicU64::new(0),
         }
@@ -55,9 +58,8 @@ impl StoreMetrics {
         self.write_errors.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn set_queue(&self, capacity: usize, available: usize) {
-        self.queue_capacity.store(capacity as u64, Relaxed);
-        self.queue_available.store(available as u64, Relaxed);
+    pub(crate) fn watch_queue(&self, capacity: usize, queue: Arc<tokio::sync::Semaphore>) {
+        let _ = self.queue.set((capacity, queue));
     }
 
     pub(crate) fn record_export(&self, format: usize) {
@@ -120,7 +122,9 @@ impl MetricsSource for StoreMetrics {
             "Commits that failed; none was acknowledged.",
             c(&self.write_errors),
         );
-        let cap = c(&self.queue_capacity);
+        let (cap, available) = self.queue.get().map_or((0.0, 0.0), |(cap, queue)| {
+            (*cap as f64, queue.available_permits() as f64)
+        });
         w.single(
             "callscope_store_queue_capacity_records",
             MetricKind::Gauge,
@@ -131,7 +135,7 @@ impl MetricsSource for StoreMetrics {
             "callscope_store_queue_depth_records",
             MetricKind::Gauge,
             "Records waiting for the writer.",
-            (cap - c(&self.queue_available)).max(0.0),
+            (cap - available).max(0.0),
         );
         let name = "callscope_exports_total";
         w.family(name, MetricKind::Counter, "Exports started, by format.");

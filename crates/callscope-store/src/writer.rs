@@ -46,10 +46,14 @@ pub(crate) struct Reopen {
 }
 
 /// Has DuckDB invalidated the database instance this error came from? Every later
-/// statement on it fails until the file is opened again.
+/// statement on it fails until the file is opened again. DuckDB invalidates the instance
+/// on fatal errors (a failed checkpoint) and on internal errors (seen on a query that
+/// raced a commit failing on a full disk).
 pub(crate) fn is_invalidated(e: &duckdb::Error) -> bool {
     let text = e.to_string();
-    text.contains("database has been invalidated") || text.contains("FATAL Error")
+    text.contains("database has been invalidated")
+        || text.contains("FATAL Error")
+        || text.contains("INTERNAL Error")
 }
 
 pub(crate) enum Command {
@@ -66,6 +70,8 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// A query found the database invalidated: reopen it if it is.
+    CheckHealth,
 }
 
 pub(crate) struct Writer {
@@ -210,6 +216,13 @@ impl Writer {
                         match other {
                             Command::Purge { before_ns, reply } => {
                                 let _ = reply.send(self.purge(before_ns));
+                            }
+                            Command::CheckHealth => {
+                                if self.conn.is_some() {
+                                    self.check_health();
+                                } else {
+                                    self.try_reopen(false);
+                                }
                             }
                             Command::Shutdown { reply } => {
                                 // A closed database has nothing to checkpoint: what
