@@ -76,6 +76,17 @@ impl ApiError {
     }
 }
 
+impl From<callscope_query::QueryError> for ApiError {
+    fn from(e: callscope_query::QueryError) -> Self {
+        use callscope_query::QueryError as Q;
+        match e {
+            Q::Pagination(m) => ApiError::InvalidPagination(m),
+            Q::Query(m) => ApiError::InvalidQuery(m),
+            Q::Body(m) => ApiError::InvalidBody(m),
+        }
+    }
+}
+
 impl From<callscope_store::Error> for ApiError {
     fn from(e: callscope_store::Error) -> Self {
         match e {

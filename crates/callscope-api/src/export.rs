@@ -33,7 +33,7 @@ pub(crate) fn parse_format(params: &Params) -> Result<ExportFormat, ApiError> {
 pub(crate) fn parse_export_order(params: &Params) -> Result<Order, ApiError> {
     match params.one("order") {
         None => Ok(Order::Asc),
-        Some(v) => parse_order(Some(v), "order"),
+        Some(v) => Ok(parse_order(Some(v), "order")?),
     }
 }
 

@@ -4,36 +4,7 @@ use callscope_model::{Call, Level, LevelCounts, Timestamp};
 use duckdb::{Connection, OptionalExt as _, types::Value};
 use uuid::Uuid;
 
-use crate::{Result, query::push_in};
-
-/// Filters on the calls list; `None` and empty lists mean "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallFilter {
-    /// Any of these statuses (`in_progress`, `completed`, `failed`, `missed`, …).
-    pub statuses: Vec<String>,
-    /// Any of these directions.
-    pub directions: Vec<String>,
-    /// The caller's number, exactly.
-    pub from_number: Option<String>,
-    /// The called number, exactly.
-    pub to_number: Option<String>,
-    /// Any of these agents.
-    pub agent_ids: Vec<String>,
-    /// Any of these campaigns.
-    pub campaign_ids: Vec<String>,
-    /// Any of these hang-up reasons.
-    pub hangup_reasons: Vec<String>,
-    /// Any of these hang-up sources.
-    pub hangup_sources: Vec<String>,
-    /// At least this long (calls without a duration don't match).
-    pub min_duration_ms: Option<i64>,
-    /// At most this long (calls without a duration don't match).
-    pub max_duration_ms: Option<i64>,
-    /// Started at or after this time.
-    pub started_after: Option<Timestamp>,
-    /// Started before this time.
-    pub started_before: Option<Timestamp>,
-}
+use crate::{CallFilter, Result, query::push_in};
 
 /// A page of the calls list, newest first.
 #[derive(Debug, Clone, PartialEq)]

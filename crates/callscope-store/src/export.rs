@@ -238,7 +238,7 @@ pub(crate) struct ExportQuery {
 
 impl ExportQuery {
     fn order_by(&self) -> String {
-        let dir = self.order.sql();
+        let dir = query::order_sql(self.order);
         self.keys
             .iter()
             .map(|k| format!("{} {dir}", k.sql))

@@ -53,14 +53,17 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
-pub use calls::{CallFilter, CallPage, Comment};
+pub use calls::{CallPage, Comment};
+pub use callscope_query::{
+    CallFilter, LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery,
+};
 /// The DuckDB crate, for the connection [`Store::read`] lends.
 pub use duckdb;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
-pub use query::{LogFilter, LogPage, LogQuery, Order, PageAt};
-pub use search::{SearchFilter, SearchQuery, SearchResult};
+pub use query::LogPage;
+pub use search::SearchResult;
 
 /// `[storage]` in callscope.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

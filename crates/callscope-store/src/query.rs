@@ -4,69 +4,14 @@ use callscope_model::{Category, Level, LogRecord, Timestamp};
 use duckdb::{Connection, types::Value};
 use uuid::Uuid;
 
-use crate::{Error, Result};
+use crate::{Error, LogFilter, LogQuery, Order, PageAt, Result};
 
-/// Sort order by time (ties by id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Order {
-    /// Oldest first.
-    Asc,
-    /// Newest first (the API's default).
-    #[default]
-    Desc,
-}
-
-impl Order {
-    pub(crate) fn sql(self) -> &'static str {
-        match self {
-            Order::Asc => "ASC",
-            Order::Desc => "DESC",
-        }
+/// `ASC` or `DESC`.
+pub(crate) fn order_sql(order: Order) -> &'static str {
+    match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
     }
-
-    fn reverse(self) -> Order {
-        match self {
-            Order::Asc => Order::Desc,
-            Order::Desc => Order::Asc,
-        }
-    }
-}
-
-/// Which page to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageAt {
-    /// Page number, from 1.
-    Page(u64),
-    /// The records that follow this id in the order.
-    After(Uuid),
-    /// The records that precede this id in the order.
-    Before(Uuid),
-}
-
-/// Filters on a call's records; empty lists mean "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogFilter {
-    /// Any of these categories.
-    pub categories: Vec<Category>,
-    /// Any of these levels.
-    pub levels: Vec<Level>,
-    /// Any of these event codes.
-    pub events: Vec<String>,
-    /// At least this level.
-    pub min_level: Option<Level>,
-}
-
-/// A validated per-call log query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogQuery {
-    /// Which page.
-    pub at: PageAt,
-    /// Records per page (the API allows 1–1000).
-    pub limit: u32,
-    /// Sort order.
-    pub order: Order,
-    /// Filters.
-    pub filter: LogFilter,
 }
 
 /// One page of a call's records.
@@ -223,7 +168,7 @@ pub(crate) fn call_logs(
                  n: u64,
                  offset: u64|
      -> Result<Vec<LogRecord>> {
-        let dir = order.sql();
+        let dir = order_sql(order);
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM logs WHERE {base}{extra} ORDER BY ts {dir}, id {dir} LIMIT {n} OFFSET {offset}"
         );

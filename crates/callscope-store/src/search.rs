@@ -10,49 +10,13 @@
 
 use std::collections::BTreeMap;
 
-use callscope_model::{Category, Level, LogRecord, Timestamp};
+use callscope_model::{Category, Level, LogRecord};
 use duckdb::{Connection, types::Value};
 
 use crate::{
-    Error, Order, Result,
+    Error, Order, Result, SearchFilter, SearchQuery,
     query::{RECORD_COLUMNS, push_in, read_record},
 };
-
-/// Filters of a search; empty lists and `None` mean "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchFilter {
-    /// Any of these event codes.
-    pub events: Vec<String>,
-    /// Any of these categories.
-    pub categories: Vec<Category>,
-    /// Any of these levels.
-    pub levels: Vec<Level>,
-    /// At least this level.
-    pub min_level: Option<Level>,
-    /// Any of these calls.
-    pub call_ids: Vec<String>,
-    /// Any of these agents.
-    pub agent_ids: Vec<String>,
-    /// At or after this time.
-    pub from: Option<Timestamp>,
-    /// At or before this time.
-    pub to: Option<Timestamp>,
-    /// Case-insensitive text that the message or a data value must contain.
-    pub text: Option<String>,
-}
-
-/// A validated search.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchQuery {
-    /// Filters.
-    pub filter: SearchFilter,
-    /// Time order of the page (ties by id).
-    pub order: Order,
-    /// Page number, from 0.
-    pub page: u64,
-    /// Records per page; 0 asks for the counts only.
-    pub size: u64,
-}
 
 /// The answer to a search.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,0 +1,127 @@
+//! The validated queries the store runs: what the API's parsers produce.
+
+use callscope_model::{Category, Level, Timestamp};
+use uuid::Uuid;
+
+/// Sort order by time (ties by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first (the API's default).
+    #[default]
+    Desc,
+}
+
+impl Order {
+    /// The opposite order.
+    #[must_use]
+    pub fn reverse(self) -> Order {
+        match self {
+            Order::Asc => Order::Desc,
+            Order::Desc => Order::Asc,
+        }
+    }
+}
+
+/// Which page to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    /// Page number, from 1.
+    Page(u64),
+    /// The records that follow this id in the order.
+    After(Uuid),
+    /// The records that precede this id in the order.
+    Before(Uuid),
+}
+
+/// Filters on a call's records; empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Any of these categories.
+    pub categories: Vec<Category>,
+    /// Any of these levels.
+    pub levels: Vec<Level>,
+    /// Any of these event codes.
+    pub events: Vec<String>,
+    /// At least this level.
+    pub min_level: Option<Level>,
+}
+
+/// A validated per-call log query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Which page.
+    pub at: PageAt,
+    /// Records per page (the API allows 1–1000).
+    pub limit: u32,
+    /// Sort order.
+    pub order: Order,
+    /// Filters.
+    pub filter: LogFilter,
+}
+
+/// Filters on the calls list; `None` and empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Any of these statuses (`in_progress`, `completed`, `failed`, `missed`, …).
+    pub statuses: Vec<String>,
+    /// Any of these directions.
+    pub directions: Vec<String>,
+    /// The caller's number, exactly.
+    pub from_number: Option<String>,
+    /// The called number, exactly.
+    pub to_number: Option<String>,
+    /// Any of these agents.
+    pub agent_ids: Vec<String>,
+    /// Any of these campaigns.
+    pub campaign_ids: Vec<String>,
+    /// Any of these hang-up reasons.
+    pub hangup_reasons: Vec<String>,
+    /// Any of these hang-up sources.
+    pub hangup_sources: Vec<String>,
+    /// At least this long (calls without a duration don't match).
+    pub min_duration_ms: Option<i64>,
+    /// At most this long (calls without a duration don't match).
+    pub max_duration_ms: Option<i64>,
+    /// Started at or after this time.
+    pub started_after: Option<Timestamp>,
+    /// Started before this time.
+    pub started_before: Option<Timestamp>,
+}
+
+/// Filters of a search; empty lists and `None` mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    /// Any of these event codes.
+    pub events: Vec<String>,
+    /// Any of these categories.
+    pub categories: Vec<Category>,
+    /// Any of these levels.
+    pub levels: Vec<Level>,
+    /// At least this level.
+    pub min_level: Option<Level>,
+    /// Any of these calls.
+    pub call_ids: Vec<String>,
+    /// Any of these agents.
+    pub agent_ids: Vec<String>,
+    /// At or after this time.
+    pub from: Option<Timestamp>,
+    /// At or before this time.
+    pub to: Option<Timestamp>,
+    /// Case-insensitive text that the message or a data value must contain.
+    pub text: Option<String>,
+}
+
+/// A validated search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Filters.
+    pub filter: SearchFilter,
+    /// Time order of the page (ties by id).
+    pub order: Order,
+    /// Page number, from 0.
+    pub page: u64,
+    /// Records per page; 0 asks for the counts only.
+    pub size: u64,
+}
