@@ -14,7 +14,7 @@
 //!
 //! `chattr` needs CAP_LINUX_IMMUTABLE and a file system with attributes (ext4, xfs, …);
 //! `mount` needs CAP_SYS_ADMIN. Where they are missing a test says SKIPPED and passes,
-//! unless `REQUIRE_FAULT_INJECTION=1` (which `.ci/run` sets when it runs as root).
+//! unless `CS_REQUIRE_FAULT_INJECTION=1` (which `.ci/run` sets when it runs as root).
 
 mod support;
 
@@ -41,7 +41,7 @@ fn sh(program: &str, args: &[&str]) -> bool {
 
 /// Skips the test (or fails it, when fault injection is required) with `why`.
 fn unavailable(why: &str) {
-    if std::env::var("REQUIRE_FAULT_INJECTION").is_ok_and(|v| v == "1") {
+    if std::env::var("CS_REQUIRE_FAULT_INJECTION").is_ok_and(|v| v == "1") {
         panic!("fault injection is required but unavailable: {why}");
     }
     eprintln!("SKIPPED: {why}");

@@ -40,16 +40,6 @@ pub fn write_config(dir: &Path, db: Option<&Path>, extra: &str) -> PathBuf {
     path
 }
 
-/// Keeps the test's own `CALLSCOPE_*` variables away from the child: the binary reads
-/// every one of them as a configuration override.
-fn clear_callscope_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CALLSCOPE_") {
-            cmd.env_remove(k);
-        }
-    }
-}
-
 /// A running `callscope serve`.
 pub struct Callscope {
     child: Option<Child>,
@@ -63,12 +53,22 @@ pub struct Callscope {
     logs: Arc<Mutex<Vec<String>>>,
 }
 
+/// Removes every `CALLSCOPE_*` variable the test process inherited: the server reads them
+/// as configuration overrides, and the tests decide the configuration themselves.
+fn isolate_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CALLSCOPE_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
 impl Callscope {
     /// Starts `callscope serve --config config` with `env` added to its environment and
     /// JSON logs at `info` (unless `env` sets `CALLSCOPE_LOG`), and waits until it serves.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Callscope {
         let mut cmd = Command::new(BIN);
-        clear_callscope_env(&mut cmd);
+        isolate_env(&mut cmd);
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
@@ -234,7 +234,7 @@ fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr, SocketAddr)>
 /// Runs `callscope` with `args` to completion; returns its status, stdout and stderr.
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(BIN);
-    clear_callscope_env(&mut cmd);
+    isolate_env(&mut cmd);
     cmd.args(args).stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
