@@ -104,6 +104,46 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
     },
     Endpoint {
+        name: "call logs export (csv)",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/logs/export?format=csv"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: true,
+        params: LOG_EXPORT_PARAMS,
+    },
+    Endpoint {
+        name: "call logs export (jsonl)",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/logs/export?format=jsonl"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: true,
+        params: &[],
+    },
+    Endpoint {
+        name: "call logs export (parquet)",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/logs/export?format=parquet"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: &[],
+    },
+    Endpoint {
+        name: "call logs export (xlsx)",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/logs/export?format=xlsx"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: &[],
+    },
+    Endpoint {
         name: "search by call id",
         method: "POST",
         target: |_| "/v1/logs/search".to_owned(),
@@ -119,6 +159,7 @@ const ENDPOINTS: &[Endpoint] = &[
 /// (GET) or body fields (POST) they take. One line per endpoint.
 const COLLECTIONS: &[(&str, &str, &[&str])] = &[
     ("GET", "/v1/calls", CALL_LIST_PARAMS),
+    ("GET", "/v1/calls/export", CALL_EXPORT_PARAMS),
     ("POST", "/v1/logs/search", SEARCH_FIELDS),
 ];
 
@@ -139,6 +180,26 @@ const CALL_LIST_PARAMS: &[&str] = &[
     "page",
     "limit",
 ];
+
+/// The query parameters of the calls export: the list's filters and the format.
+const CALL_EXPORT_PARAMS: &[&str] = &[
+    "format",
+    "status",
+    "direction",
+    "from_number",
+    "to_number",
+    "agent_id",
+    "campaign_id",
+    "hangup_reason",
+    "hangup_source",
+    "min_duration_ms",
+    "max_duration_ms",
+    "started_after",
+    "started_before",
+];
+
+/// The query parameters of the call logs export.
+const LOG_EXPORT_PARAMS: &[&str] = &["format", "order", "category", "level", "event", "min_level"];
 
 /// The body fields of the search.
 const SEARCH_FIELDS: &[&str] = &[
@@ -270,35 +331,48 @@ async fn raw(
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let body = &buf[split..];
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
         dechunk(body)
     } else {
-        body.to_owned()
+        body.to_vec()
     };
-    (status, body)
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
+/// The payload of a chunked body.
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&s[..eol]);
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let rest = &s[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
+}
+
+/// `target` with `query` appended (after `?`, or `&` when it has a query already).
+fn with_query(target: &str, query: &str) -> String {
+    let sep = if target.contains('?') { '&' } else { '?' };
+    format!("{target}{sep}{query}")
 }
 
 /// `v` as it may stand in a request target: the characters a URI cannot hold raw
@@ -369,7 +443,7 @@ fn check_echo(
         "panicked",
     ] {
         assert!(
-            echo.contains(internal) || !body.contains(internal),
+            status < 400 || echo.contains(internal) || !body.contains(internal),
             "{what}: reveals `{internal}`: {body}"
         );
     }
@@ -459,6 +533,27 @@ async fn one_tenants_keys_never_reach_another_tenants_calls() {
         let own = format!("{tenant}-only");
         assert_eq!(calls, [own.as_str(), "shared-id"]);
         assert_eq!(v["total_count"], 2);
+        // The calls export holds the same two calls, one line each.
+        let (s, b) = raw(
+            api,
+            "GET",
+            "/v1/calls/export?format=jsonl",
+            Some(&bearer(tenant)),
+            None,
+        )
+        .await;
+        check("calls export", s, &b, Some(tenant), &[200]);
+        let mut exported: Vec<String> = b
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["call_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        exported.sort_unstable();
+        assert_eq!(exported, [own.as_str(), "shared-id"]);
         let (s, b) = raw(
             api,
             "POST",
@@ -510,7 +605,7 @@ async fn hostile_parameters_never_fail_or_leak() {
         // Hostile values of every parameter, on the caller's own call.
         for p in e.params {
             for v in HOSTILE {
-                let target = format!("{}?{p}={}", (e.target)("shared-id"), in_target(v));
+                let target = with_query(&(e.target)("shared-id"), &format!("{p}={}", in_target(v)));
                 let (s, b) = raw(api, e.method, &target, Some(&acme), None).await;
                 check_echo(
                     &format!("{} {p}={v:?}", e.name),
@@ -529,10 +624,10 @@ async fn hostile_parameters_never_fail_or_leak() {
             for n in [10_000, 60_000, 100_000] {
                 let own = (e.target)("shared-id");
                 for target in [
-                    format!("{own}?event={}", "A".repeat(n)),
-                    format!("{own}?limit={}", "9".repeat(n)),
-                    format!("{own}?{}", "level=INFO&".repeat(n / 11)),
-                    format!("{own}?{p}={}", "%27".repeat(n / 3)),
+                    with_query(&own, &format!("event={}", "A".repeat(n))),
+                    with_query(&own, &format!("limit={}", "9".repeat(n))),
+                    with_query(&own, &"level=INFO&".repeat(n / 11)),
+                    with_query(&own, &format!("{p}={}", "%27".repeat(n / 3))),
                 ] {
                     let (s, b) = raw(api, e.method, &target, Some(&acme), None).await;
                     let what = format!("{} {} byte query", e.name, target.len());

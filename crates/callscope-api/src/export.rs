@@ -4,7 +4,7 @@
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -15,7 +15,7 @@ use crate::{
     auth::Tenant,
     calls::parse_call_filter,
     logs::parse_log_filter,
-    params::{Params, parse_order},
+    params::{CallId, Params, parse_order},
 };
 
 /// `format`, `csv` when absent.
@@ -130,7 +130,7 @@ pub(crate) fn download(stream: ExportStream, stem: &str) -> Response {
 pub(crate) async fn call_logs_export(
     State(state): State<ApiState>,
     tenant: Tenant,
-    Path(call_id): Path<String>,
+    CallId(call_id): CallId,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;

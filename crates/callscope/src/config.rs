@@ -83,7 +83,7 @@ impl Config {
                 text.parse::<toml::Table>()
                     .map_err(|e| ConfigError::Syntax {
                         path: p.into(),
-                        message: e.to_string(),
+                        message: syntax_message(&text, &e),
                     })?
             }
         };
@@ -105,10 +105,13 @@ impl Config {
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::Invalid {
-                    key,
-                    message: e.into_inner().to_string(),
-                }
+                // The parser's message quotes the value; ingest tokens are secrets.
+                let message = if key.starts_with("otlp.ingest_tokens") {
+                    "must be a list of strings (the value is not shown: it is a secret)".into()
+                } else {
+                    e.into_inner().to_string()
+                };
+                ConfigError::Invalid { key, message }
             })?;
         config.validate()?;
         Ok(config)
@@ -136,6 +139,20 @@ impl Config {
         callscope_collector::VisibilityFilter::new(&self.visibility)
             .map_err(|e| invalid("visibility", e.to_string()))?;
         Ok(())
+    }
+}
+
+/// A TOML syntax error as `line L, column C: message`, without the parser's excerpt of
+/// the offending line (which could be a secret such as an ingest token).
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_owned(),
     }
 }
 
@@ -251,5 +268,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_quote_ingest_tokens() {
+        let e = Config::load(
+            None,
+            env(&[("CALLSCOPE_OTLP__INGEST_TOKENS", "tok-secret-1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("otlp.ingest_tokens") && !e.contains("tok-secret-1"),
+            "{e}"
+        );
+
+        let f = write("[otlp]\ningest_tokens = \"tok-secret-2\"\n");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("otlp.ingest_tokens") && !e.contains("tok-secret-2"),
+            "{e}"
+        );
+
+        let f = write("[otlp]\ningest_tokens = [tok-secret-3]\n");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && !e.contains("tok-secret-3"), "{e}");
     }
 }
