@@ -18,7 +18,7 @@ use tracing_subscriber::{
 };
 
 use crate::{
-    CallLogLayer, Error, Result,
+    CallLogLayer, DEFAULT_LOG_QUEUE_CAPACITY, Error, LogEmitter, Result,
     layer::{CALL_SPAN_TARGET, EVENT_TARGET},
     runtime::OnRuntime,
 };
@@ -69,10 +69,12 @@ impl Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Processor {
-    /// Batched on a background thread: the emitting thread only queues (the default).
+    /// Batched on a background thread: the emitting thread only captures each event and
+    /// queues it; records are built on a background thread (the default).
     #[default]
     Batch,
-    /// Exported synchronously on the emitting thread: for tests and local sinks.
+    /// Built and exported synchronously on the emitting thread: for tests that read an
+    /// in-memory exporter right after emitting, and for local sinks.
     Simple,
 }
 
@@ -109,6 +111,7 @@ pub struct CallscopeTracingBuilder {
     fmt_layer: bool,
     filter: Option<String>,
     span_events: bool,
+    log_queue_capacity: Option<usize>,
 }
 
 impl fmt::Debug for CallscopeTracingBuilder {
@@ -126,6 +129,7 @@ impl fmt::Debug for CallscopeTracingBuilder {
             .field("fmt_layer", &self.fmt_layer)
             .field("filter", &self.filter)
             .field("span_events", &self.span_events)
+            .field("log_queue_capacity", &self.log_queue_capacity)
             .finish()
     }
 }
@@ -235,6 +239,16 @@ impl CallscopeTracingBuilder {
         self
     }
 
+    /// How many call-log records may wait for the background emitter thread with the
+    /// batch processor ([`DEFAULT_LOG_QUEUE_CAPACITY`] by default). When the queue is
+    /// full a record is dropped and counted ([`TelemetryGuard::dropped_records`]); the
+    /// emitting thread never waits. Unused with the simple processor.
+    #[must_use]
+    pub fn log_queue_capacity(mut self, capacity: usize) -> Self {
+        self.log_queue_capacity = Some(capacity);
+        self
+    }
+
     /// Builds the subscriber and providers without installing anything globally. Use
     /// the dispatch with `tracing::dispatcher::with_default` or
     /// `WithSubscriber::with_subscriber`.
@@ -242,7 +256,8 @@ impl CallscopeTracingBuilder {
     /// # Errors
     ///
     /// An unsupported protocol, a bad endpoint, OTLP export asked for outside a Tokio
-    /// runtime, or filter directives that do not parse.
+    /// runtime, filter directives that do not parse, or (batch processor) the log
+    /// emitter thread failing to start.
     pub fn build(self) -> Result<Telemetry> {
         self.build_with(&|name| std::env::var(name).ok())
     }
@@ -316,6 +331,19 @@ impl CallscopeTracingBuilder {
         }
         let logs = logs.build();
         let traces = traces.build();
+        // With a batch processor the record is cloned and queued anyway: build it off
+        // the agent's thread too. A simple processor exports on the emitting thread, so
+        // building there keeps "emitted" meaning "exported".
+        let (call_logs, emitter) = match self.processor {
+            Processor::Simple => (CallLogLayer::new(&logs), None),
+            Processor::Batch => {
+                let capacity = self
+                    .log_queue_capacity
+                    .unwrap_or(DEFAULT_LOG_QUEUE_CAPACITY);
+                let (layer, emitter) = CallLogLayer::deferred(&logs, capacity)?;
+                (layer, Some(emitter))
+            }
+        };
 
         let tracer = traces.tracer(env!("CARGO_PKG_NAME"));
         // Exactly one of the two is Some: spans and their events, or spans only.
@@ -334,12 +362,13 @@ impl CallscopeTracingBuilder {
             .with(filter)
             .with(otel_all)
             .with(otel_spans)
-            .with(CallLogLayer::new(&logs))
+            .with(call_logs)
             .with(fmt);
 
         Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
             guard: TelemetryGuard {
+                emitter,
                 logs: Some(logs),
                 traces: Some(traces),
             },
@@ -497,7 +526,9 @@ impl Telemetry {
         &self.dispatch
     }
 
-    /// The log provider (e.g. to add it to a local sink's lifecycle).
+    /// The log provider (e.g. to add it to a local sink's lifecycle). With the batch
+    /// processor, flushing it directly does not wait for records still queued for the
+    /// emitter thread: use [`force_flush`](Self::force_flush).
     #[must_use]
     pub fn logger_provider(&self) -> &SdkLoggerProvider {
         self.guard
@@ -515,7 +546,7 @@ impl Telemetry {
             .expect("providers live until shutdown")
     }
 
-    /// Exports everything buffered so far.
+    /// Exports every record and span emitted before the call.
     ///
     /// # Errors
     ///
@@ -524,7 +555,14 @@ impl Telemetry {
         self.guard.force_flush()
     }
 
-    /// Flushes and shuts down both providers.
+    /// How many call-log records were dropped because the emitter queue was full.
+    #[must_use]
+    pub fn dropped_records(&self) -> u64 {
+        self.guard.dropped_records()
+    }
+
+    /// Hands every queued call-log record to the log provider, then flushes and shuts
+    /// down both providers.
     ///
     /// # Errors
     ///
@@ -539,25 +577,33 @@ impl Telemetry {
     }
 }
 
-/// Owns the log and tracer providers; dropping it flushes and shuts both down (errors
-/// are ignored on drop; call [`shutdown`](Self::shutdown) to see them).
+/// Owns the log and tracer providers (and, with the batch processor, the thread that
+/// builds call-log records); dropping it hands every queued record to the log provider,
+/// then flushes and shuts both providers down (errors are ignored on drop; call
+/// [`shutdown`](Self::shutdown) to see them).
 ///
 /// With a gRPC or HTTP exporter, drop it where the Tokio runtime can still make
 /// progress: on a multi-threaded runtime, or after leaving a current-thread one.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts telemetry down"]
 pub struct TelemetryGuard {
+    emitter: Option<LogEmitter>,
     logs: Option<SdkLoggerProvider>,
     traces: Option<SdkTracerProvider>,
 }
 
 impl TelemetryGuard {
-    /// Exports everything buffered so far.
+    /// Exports every record and span emitted before the call: first waits until every
+    /// queued call-log record has been handed to the log provider, then flushes both
+    /// providers.
     ///
     /// # Errors
     ///
     /// When an exporter fails or times out.
     pub fn force_flush(&self) -> Result<()> {
+        if let Some(emitter) = &self.emitter {
+            emitter.drain()?;
+        }
         if let Some(traces) = &self.traces {
             traces.force_flush()?;
         }
@@ -567,19 +613,30 @@ impl TelemetryGuard {
         Ok(())
     }
 
-    /// Flushes and shuts down both providers.
+    /// How many call-log records were dropped because the emitter queue was full
+    /// (always 0 with the simple processor).
+    #[must_use]
+    pub fn dropped_records(&self) -> u64 {
+        self.emitter.as_ref().map_or(0, LogEmitter::dropped)
+    }
+
+    /// Hands every queued call-log record to the log provider, stops the emitter
+    /// thread, then flushes and shuts down both providers.
     ///
     /// # Errors
     ///
     /// The first failure; both providers are shut down regardless.
     pub fn shutdown(mut self) -> Result<()> {
-        self.shutdown_providers()
+        self.close()
     }
 
-    fn shutdown_providers(&mut self) -> Result<()> {
-        // Spans first: their exporter may log, and logs are shut down last.
+    fn close(&mut self) -> Result<()> {
+        // The emitter first: what it still holds goes to the log provider before that
+        // shuts down. Then spans: their exporter may log, and logs are shut down last.
+        let emitter = self.emitter.take().map(LogEmitter::shutdown);
         let traces = self.traces.take().map(|t| t.shutdown());
         let logs = self.logs.take().map(|l| l.shutdown());
+        emitter.transpose()?;
         traces.transpose()?;
         logs.transpose()?;
         Ok(())
@@ -588,7 +645,7 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        let _ = self.shutdown_providers();
+        let _ = self.close();
     }
 }
 

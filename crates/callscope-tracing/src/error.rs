@@ -28,6 +28,9 @@ pub enum Error {
     /// `init()` found a global tracing subscriber already installed.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// The background thread that emits call-log records could not be started.
+    #[error("starting the call-log emitter thread: {0}")]
+    Spawn(#[source] std::io::Error),
     /// Flushing or shutting down a provider failed (e.g. a timeout).
     #[error("flushing or shutting down telemetry: {0}")]
     Sdk(#[from] OTelSdkError),

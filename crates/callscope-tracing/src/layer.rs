@@ -3,7 +3,9 @@
 //! of the span it was emitted in.
 //!
 //! Call events (the [`call_event!`](crate::call_event) macro) become customer-visible
-//! records; every other event becomes an internal record.
+//! records; every other event becomes an internal record. The record is built either
+//! right away or, for a deferred layer, from a [`Captured`] event on the emitter thread
+//! ([`crate::emitter`]); both go through [`Head::emit`], so the records are the same.
 
 use std::{
     cell::{Cell, RefCell},
@@ -22,9 +24,14 @@ use opentelemetry::{
     trace::{SpanId, TraceContextExt, TraceFlags, TraceId},
 };
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger, SdkLoggerProvider};
-use tracing::{Event, Subscriber, dispatcher::WeakDispatch, span};
+use tracing::{Event, Metadata, Subscriber, dispatcher::WeakDispatch, span};
 use tracing_core::field::{Field, Visit};
 use tracing_subscriber::{Layer, layer::Context as LayerContext, registry::LookupSpan};
+
+use crate::{
+    Result,
+    emitter::{self, LogEmitter, Queue},
+};
 
 /// The target of every call event; the layer recognises call events by it, and the
 /// builder's filter always lets it through.
@@ -230,30 +237,62 @@ struct SpanState {
 /// # drop(subscriber);
 /// ```
 ///
+/// [`new`](Self::new) builds and emits each SDK record on the thread that emitted the
+/// event; [`deferred`](Self::deferred) captures the event there and leaves building and
+/// emitting to a background thread (see the [crate docs](crate#where-records-are-built)).
 /// The [`CallscopeTracing`](crate::CallscopeTracing) builder assembles this for you.
 pub struct CallLogLayer {
-    logger: SdkLogger,
+    sink: Sink,
     id: usize,
     dispatch: OnceLock<WeakDispatch>,
 }
 
+/// Where `on_event` sends what it read.
+enum Sink {
+    /// Build and emit the record on the emitting thread.
+    Direct(SdkLogger),
+    /// Queue the captured event for the emitter thread.
+    Deferred(Queue),
+}
+
 impl fmt::Debug for CallLogLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallLogLayer").finish_non_exhaustive()
+        let deferred = matches!(self.sink, Sink::Deferred(_));
+        f.debug_struct("CallLogLayer")
+            .field("deferred", &deferred)
+            .finish_non_exhaustive()
     }
 }
 
 impl CallLogLayer {
     /// A layer emitting through a logger of `provider`, with the instrumentation scope
-    /// `callscope-tracing`.
+    /// `callscope-tracing`, on the thread that emitted each event.
     #[must_use]
     pub fn new(provider: &SdkLoggerProvider) -> Self {
-        let scope = InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
+        Self::with_sink(Sink::Direct(logger_of(provider)))
+    }
+
+    /// A layer that only captures each event on the emitting thread and queues it (at
+    /// most `capacity` at a time) for a background thread named `callscope-log-emitter`,
+    /// which builds the records and emits them through a logger of `provider`.
+    ///
+    /// When the queue is full the event is dropped and counted
+    /// ([`LogEmitter::dropped`]). Keep the returned [`LogEmitter`]: call
+    /// [`drain`](LogEmitter::drain) before flushing `provider`, and shut it down (or
+    /// drop it) before shutting `provider` down, so that no queued record is lost.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`](crate::Error::Spawn) when the thread cannot be started.
+    pub fn deferred(provider: &SdkLoggerProvider, capacity: usize) -> Result<(Self, LogEmitter)> {
+        let (queue, emitter) = emitter::spawn(logger_of(provider), capacity)?;
+        Ok((Self::with_sink(Sink::Deferred(queue)), emitter))
+    }
+
+    fn with_sink(sink: Sink) -> Self {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Self {
-            logger: provider.logger_with_scope(scope),
+            sink,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             dispatch: OnceLock::new(),
         }
@@ -290,6 +329,14 @@ impl CallLogLayer {
             None => (None, self.ids_from_otel_layer(&span.id())),
         }
     }
+}
+
+/// The logger every call-log layer emits through.
+fn logger_of(provider: &SdkLoggerProvider) -> SdkLogger {
+    let scope = InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    provider.logger_with_scope(scope)
 }
 
 impl<S> Layer<S> for CallLogLayer
@@ -384,47 +431,104 @@ where
             return;
         }
         let meta = event.metadata();
-        let is_call_event = meta.target() == EVENT_TARGET;
-        let pending = if is_call_event {
+        let pending = if meta.target() == EVENT_TARGET {
             PENDING.with(Cell::take)
         } else {
             None
         };
-
-        let mut record = self.logger.create_log_record();
-        let now = SystemTime::now();
-        record.set_timestamp(now);
-        record.set_observed_timestamp(now);
-        let (has_call, ids) = if event.is_contextual() {
+        let time = SystemTime::now();
+        let (call, ids) = if event.is_contextual() {
             // The innermost span this layer saw entered on this thread.
             ENTERED.with(|stack| {
-                let stack = stack.borrow();
-                let entered = stack
+                stack
+                    .borrow()
                     .iter()
                     .rev()
-                    .find(|e| e.layer == self.id && !e.duplicate);
-                match entered {
-                    Some(e) => {
-                        if let Some(call) = &e.call {
-                            call.add_to(&mut record);
-                        }
-                        (e.call.is_some(), e.ids)
-                    }
-                    None => (false, None),
-                }
+                    .find(|e| e.layer == self.id && !e.duplicate)
+                    .map_or((None, None), |e| (e.call.clone(), e.ids))
             })
         } else {
-            let (call, ids) = self.explicit_parent(event, &ctx);
-            if let Some(call) = &call {
-                call.add_to(&mut record);
-            }
-            (call.is_some(), ids)
+            self.explicit_parent(event, &ctx)
         };
+        let head = Head {
+            meta,
+            pending,
+            time,
+            call,
+            ids,
+        };
+        match &self.sink {
+            Sink::Direct(logger) => head.emit(logger, |visitor| {
+                event.record(&mut Values(|name, value| visitor.put(name, value)));
+            }),
+            Sink::Deferred(queue) => {
+                let mut head = head;
+                if head.ids.is_none() {
+                    // What the SDK would fill in on this thread: a span made current
+                    // through the OpenTelemetry API rather than a tracing span.
+                    head.ids = Context::map_current(SpanIds::of_context);
+                }
+                let mut fields = Vec::with_capacity(meta.fields().len());
+                event.record(&mut Values(|name, value| fields.push((name, value))));
+                queue.push(Captured { head, fields });
+            }
+        }
+    }
+}
+
+/// Everything a record is built from apart from the event's fields: what `on_event`
+/// reads on the emitting thread (thread-locals, the span stack, the clock).
+struct Head {
+    meta: &'static Metadata<'static>,
+    /// The macro's category and level, for a call event emitted by `call_event!`.
+    pending: Option<Pending>,
+    time: SystemTime,
+    call: Option<Arc<CallAttrs>>,
+    ids: Option<SpanIds>,
+}
+
+/// An event captured on the emitting thread for the emitter thread: its head and its
+/// fields, owned.
+pub(crate) struct Captured {
+    head: Head,
+    fields: Vec<(&'static str, AnyValue)>,
+}
+
+impl Captured {
+    /// Builds the event's record(s) and emits them through `logger`.
+    pub(crate) fn emit(self, logger: &SdkLogger) {
+        let Self { head, fields } = self;
+        head.emit(logger, |visitor| {
+            for (name, value) in fields {
+                visitor.put(name, value);
+            }
+        });
+    }
+}
+
+impl Head {
+    /// Builds the event's record (and, for a call event with `internal.*` fields, its
+    /// companion internal record) and emits it. `record_fields` feeds the event's fields
+    /// to the visitor.
+    fn emit(self, logger: &SdkLogger, record_fields: impl FnOnce(&mut FieldVisitor<'_>)) {
+        let Self {
+            meta,
+            pending,
+            time,
+            call,
+            ids,
+        } = self;
+        let mut record = logger.create_log_record();
+        record.set_timestamp(time);
+        record.set_observed_timestamp(time);
+        if let Some(call) = &call {
+            call.add_to(&mut record);
+        }
         if let Some(ids) = ids {
             record.set_trace_context(ids.trace_id, ids.span_id, Some(ids.flags));
         }
 
-        if !is_call_event {
+        if meta.target() != EVENT_TARGET {
             record.set_target(meta.target());
             let name = meta.name();
             // Names tracing generates ("event src/x.rs:12") are no event names.
@@ -433,13 +537,13 @@ where
             }
             record.set_severity_number(severity_of_tracing(meta.level()));
             record.set_severity_text(meta.level().as_str());
-            event.record(&mut FieldVisitor::internal(&mut record));
-            self.logger.emit(record);
+            record_fields(&mut FieldVisitor::internal(&mut record));
+            logger.emit(record);
             return;
         }
 
         let mut visitor = FieldVisitor::customer(&mut record);
-        event.record(&mut visitor);
+        record_fields(&mut visitor);
         let FieldVisitor {
             internal,
             category,
@@ -469,42 +573,32 @@ where
         if let Some(category) = category {
             record.add_attribute(CATEGORY, category.as_str());
         }
-        let record_call_attrs = internal.as_ref().map(|_| {
-            record
-                .attributes_iter()
-                .filter(|(k, _)| *k == CALL_ID || *k == TENANT_ID || *k == AGENT_ID)
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-        self.logger.emit(record);
+        logger.emit(record);
 
         // `internal.*` fields travel in a companion internal record, so the platform's
         // own stack still sees them next to the customer event.
         if let Some(internal) = internal {
-            let mut companion = self.logger.create_log_record();
-            companion.set_timestamp(now);
-            companion.set_observed_timestamp(now);
+            let mut companion = logger.create_log_record();
+            companion.set_timestamp(time);
+            companion.set_observed_timestamp(time);
             if let Some(ids) = ids {
                 companion.set_trace_context(ids.trace_id, ids.span_id, Some(ids.flags));
             }
-            if has_call {
-                // Copy the identity from the customer record rather than look it up again.
-                for (key, value) in record_call_attrs.iter().flatten() {
-                    companion.add_attribute(key.clone(), value.clone());
-                }
+            if let Some(call) = &call {
+                call.add_to(&mut companion);
             }
             companion.set_event_name(meta.name());
             companion.set_severity_number(severity);
             companion.set_severity_text(level.severity_text());
             companion.add_attribute(VISIBILITY, Visibility::Internal.as_str());
             companion.add_attributes(internal);
-            self.logger.emit(companion);
+            logger.emit(companion);
         }
     }
 }
 
-/// Copies an event's fields into a log record as typed attributes; `message` becomes
-/// the body. On a call event it holds back `internal.*` fields and reads the
+/// Puts an event's fields into a log record as typed attributes; `message` becomes the
+/// body. On a call event it holds back `internal.*` fields and reads the
 /// `callscope.category` / `callscope.level` of hand-written call events.
 struct FieldVisitor<'a> {
     record: &'a mut SdkLogRecord,
@@ -533,8 +627,7 @@ impl<'a> FieldVisitor<'a> {
     }
 
     #[inline]
-    fn put(&mut self, field: &Field, value: AnyValue) {
-        let name = field.name();
+    fn put(&mut self, name: &'static str, value: AnyValue) {
         if name == MESSAGE_FIELD {
             self.record.set_body(value);
         } else if self.customer && name.starts_with(INTERNAL_PREFIX) {
@@ -556,7 +649,18 @@ impl<'a> FieldVisitor<'a> {
     }
 }
 
-impl Visit for FieldVisitor<'_> {
+/// Turns an event's field values into OpenTelemetry values (integers, floats and
+/// booleans stay typed; everything else becomes a string) and hands each to the closure.
+struct Values<F>(F);
+
+impl<F: FnMut(&'static str, AnyValue)> Values<F> {
+    #[inline]
+    fn put(&mut self, field: &Field, value: AnyValue) {
+        (self.0)(field.name(), value);
+    }
+}
+
+impl<F: FnMut(&'static str, AnyValue)> Visit for Values<F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.put(field, AnyValue::Double(value));
     }

@@ -80,6 +80,30 @@
 //! (`tonic`, `h2`, `hyper`, `reqwest`) are silenced by the default filter so that
 //! exporting never logs about itself.
 //!
+//! # Where records are built
+//!
+//! With the batch processor (the default, and what agents run in production) the agent's
+//! thread does as little as it can: it reads what only it can read (the event's
+//! metadata, its call identity and trace context from the entered span, the clock) and
+//! copies the event's fields into a compact owned form, then queues that without
+//! blocking. A background thread named `callscope-log-emitter` builds the SDK log records
+//! from the queue and hands them to the batch processor (every 100 ms, or sooner once a
+//! quarter of the queue is used: agent threads do not wake it per event). The queue is
+//! bounded ([`log_queue_capacity`](CallscopeTracingBuilder::log_queue_capacity), 2048 by
+//! default): when it is full the record is dropped, counted
+//! ([`TelemetryGuard::dropped_records`]) and reported once on stderr, so a stalled
+//! pipeline never blocks a call. [`TelemetryGuard::force_flush`] first waits until every
+//! record queued before it reached the processor, then flushes; dropping the guard (or
+//! [`shutdown`](TelemetryGuard::shutdown)) does the same, stops the thread and shuts the
+//! providers down, so nothing emitted before it is lost.
+//!
+//! With the simple processor the record is built and exported on the emitting thread,
+//! as the processor's name promises: a test can read an in-memory exporter right after
+//! emitting, without flushing. Either way the records are the same.
+//!
+//! [`CallLogLayer::new`] builds on the emitting thread; [`CallLogLayer::deferred`] gives
+//! the background thread to subscribers composed by hand.
+//!
 //! # Internal fields on call events
 //!
 //! A call event field named `internal.*` (e.g. `internal.pod = "p1"`) never enters the
@@ -96,6 +120,7 @@
 //! entered, from the OpenTelemetry context that layer has just made current.
 
 mod builder;
+mod emitter;
 mod error;
 mod layer;
 mod macros;
@@ -105,6 +130,7 @@ pub use builder::{
     CallscopeTracing, CallscopeTracingBuilder, DEFAULT_FILTER, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, Processor, Protocol, Telemetry, TelemetryGuard,
 };
+pub use emitter::{DEFAULT_LOG_QUEUE_CAPACITY, LogEmitter};
 pub use error::{Error, Result};
 pub use layer::{CALL_SPAN_NAME, CALL_SPAN_TARGET, CallLogLayer, EVENT_TARGET, severity_of};
 

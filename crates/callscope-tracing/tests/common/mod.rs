@@ -2,10 +2,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::sync::{Arc, Mutex};
+
 use callscope_tracing::{CallscopeTracing, Processor, Telemetry};
 use opentelemetry::{Key, logs::AnyValue};
 use opentelemetry_sdk::{
-    logs::{InMemoryLogExporter, SdkLogRecord},
+    error::OTelSdkResult,
+    logs::{InMemoryLogExporter, LogBatch, LogExporter, SdkLogRecord},
     trace::{InMemorySpanExporter, SpanData},
 };
 
@@ -21,6 +24,16 @@ impl Harness {
     }
 
     pub fn with_filter(filter: &str) -> Self {
+        Self::with(filter, Processor::Simple)
+    }
+
+    /// The production set-up: batch processors, records built on the emitter thread.
+    /// Read records only after [`flush`](Self::flush).
+    pub fn batched() -> Self {
+        Self::with("trace", Processor::Batch)
+    }
+
+    fn with(filter: &str, processor: Processor) -> Self {
         let logs = InMemoryLogExporter::default();
         let spans = InMemorySpanExporter::default();
         let telemetry = CallscopeTracing::builder()
@@ -28,7 +41,7 @@ impl Harness {
             .env_filter(filter)
             .with_log_exporter(logs.clone())
             .with_span_exporter(spans.clone())
-            .processor(Processor::Simple)
+            .processor(processor)
             .build()
             .expect("telemetry builds");
         Self {
@@ -40,6 +53,10 @@ impl Harness {
 
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         tracing::dispatcher::with_default(self.telemetry.dispatch(), f)
+    }
+
+    pub fn flush(&self) {
+        self.telemetry.force_flush().expect("telemetry flushes");
     }
 
     pub fn records(&self) -> Vec<SdkLogRecord> {
@@ -89,4 +106,25 @@ pub fn str_attr(record: &SdkLogRecord, key: &str) -> Option<String> {
 
 pub fn s(v: &str) -> AnyValue {
     AnyValue::String(v.to_owned().into())
+}
+
+/// Keeps every exported record, also after shutdown (the SDK's in-memory exporter
+/// forgets them when it shuts down).
+#[derive(Debug, Clone, Default)]
+pub struct KeepingExporter {
+    pub records: Arc<Mutex<Vec<SdkLogRecord>>>,
+}
+
+impl KeepingExporter {
+    pub fn records(&self) -> Vec<SdkLogRecord> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+impl LogExporter for KeepingExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let mut records = self.records.lock().unwrap();
+        records.extend(batch.iter().map(|(record, _)| record.clone()));
+        Ok(())
+    }
 }
