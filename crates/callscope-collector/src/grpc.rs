@@ -107,8 +107,10 @@ fn status(e: &IngestError) -> Status {
     }
 }
 
-/// The gRPC code's name, as used in the `status` label of the request counter.
-fn code_label(code: Code) -> &'static str {
+/// The gRPC code's canonical name (`UNAVAILABLE`, …), as used in the `status` label of
+/// the request counter.
+#[must_use]
+pub fn code_label(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

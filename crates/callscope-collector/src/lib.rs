@@ -49,7 +49,7 @@ pub use callscope_otlp::{decode, visibility};
 
 pub use config::{Compression, ForwardConfig, ForwardProtocol, OtlpConfig, Signal};
 pub use embedded::EmbeddedLogExporter;
-pub use grpc::serve_grpc;
+pub use grpc::{code_label as grpc_code_name, serve_grpc};
 pub use http::http_router;
 pub use metrics::Transport;
 pub use pipeline::{Collector, CollectorBuilder};

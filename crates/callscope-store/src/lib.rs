@@ -26,12 +26,15 @@
 //! # Ok(()) }
 //! ```
 
+#[doc(hidden)]
+pub mod bench;
 mod calls;
 mod error;
 mod export;
 mod metrics;
 mod prepare;
 mod query;
+mod rollup;
 mod schema;
 mod search;
 mod summary;
@@ -303,7 +306,7 @@ impl Store {
             let tx = self.inner.tx.lock();
             let tx = tx.as_ref().ok_or(Error::Closed)?;
             tx.send(writer::Command::Append {
-                batch,
+                batch: Box::new(batch),
                 reply,
                 enqueued: Instant::now(),
                 _permit: permit,

@@ -14,7 +14,11 @@ use duckdb::arrow::{
 };
 use uuid::Uuid;
 
-use crate::{Error, Result, summary::CallDelta};
+use crate::{
+    Error, Result,
+    rollup::{CountKey, Counts, minute_of},
+    summary::CallDelta,
+};
 
 /// One append request, ready for the writer.
 #[derive(Debug)]
@@ -24,6 +28,9 @@ pub(crate) struct PreparedBatch {
     /// For each row: its call (index into `calls`) and level code.
     pub(crate) row_call: Vec<(u32, u8)>,
     pub(crate) calls: Vec<CallDelta>,
+    /// The batch's `log_counts` rows, and for each row the index of its count.
+    pub(crate) counts: Counts,
+    pub(crate) row_count: Vec<u32>,
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
 }
@@ -89,6 +96,8 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
     let mut row_call = Vec::with_capacity(n);
     let mut calls: Vec<CallDelta> = Vec::new();
     let mut call_index: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut counts = Counts::default();
+    let mut row_count = Vec::with_capacity(n);
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
 
     for tr in records {
@@ -122,6 +131,14 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
             });
         calls[idx as usize].observe(r);
         row_call.push((idx, r.level.code()));
+        row_count.push(counts.add(CountKey {
+            tenant: tr.tenant.clone(),
+            minute: minute_of(t),
+            agent_id: r.agent_id.clone().unwrap_or_default(),
+            event: r.event.clone(),
+            level: r.level.code(),
+            category: r.category.code(),
+        }));
     }
 
     let columns: Vec<ArrayRef> = vec![
@@ -175,6 +192,8 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
         batch,
         row_call,
         calls,
+        counts,
+        row_count,
         min_ts,
         max_ts,
     })

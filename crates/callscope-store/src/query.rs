@@ -156,33 +156,49 @@ pub(crate) fn call_logs(
     };
     let (base, params) = call_log_where(tenant, call_id, window, &q.filter);
 
-    let total_count: i64 = conn
-        .prepare(&format!("SELECT count(*) FROM logs WHERE {base}"))?
-        .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
-    let total_count = u64::try_from(total_count).unwrap_or(0);
     let limit = u64::from(q.limit);
-
+    let count = || -> Result<u64> {
+        let n: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM logs WHERE {base}"))?
+            .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    // One statement reads the page and counts every match (a window count over the
+    // call's few rows), so the call's row groups are scanned once, not twice.
     let fetch = |extra: &str,
                  extra_params: Vec<Value>,
                  order: Order,
                  n: u64,
                  offset: u64|
-     -> Result<Vec<LogRecord>> {
+     -> Result<(Vec<LogRecord>, Option<u64>)> {
         let dir = order_sql(order);
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM logs WHERE {base}{extra} ORDER BY ts {dir}, id {dir} LIMIT {n} OFFSET {offset}"
+            "SELECT {RECORD_COLUMNS}, count(*) OVER () FROM logs WHERE {base}{extra} \
+             ORDER BY ts {dir}, id {dir} LIMIT {n} OFFSET {offset}"
         );
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let all: Vec<Value> = params.iter().cloned().chain(extra_params).collect();
-        let rows = stmt.query_map(duckdb::params_from_iter(all.iter()), read_record)?;
-        rows.map(|r| r.map_err(Error::from).and_then(|x| x))
-            .collect()
+        let mut total = None;
+        let rows = stmt.query_map(duckdb::params_from_iter(all.iter()), |row| {
+            total = Some(row.get::<_, i64>(10)?);
+            read_record(row)
+        })?;
+        let records = rows
+            .map(|r| r.map_err(Error::from).and_then(|x| x))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, total.map(|t| u64::try_from(t).unwrap_or(0))))
     };
 
     match q.at {
         PageAt::Page(page) => {
             let offset = page.saturating_sub(1).saturating_mul(limit);
-            let records = fetch("", vec![], q.order, limit, offset)?;
+            let (records, total) = fetch("", vec![], q.order, limit, offset)?;
+            // No row carries the count when the page lies past the last match.
+            let total_count = match total {
+                Some(t) => t,
+                None if offset == 0 => 0,
+                None => count()?,
+            };
             Ok(Some(LogPage {
                 has_more: offset.saturating_add(records.len() as u64) < total_count,
                 records,
@@ -193,28 +209,19 @@ pub(crate) fn call_logs(
         }
         PageAt::After(cursor) | PageAt::Before(cursor) => {
             let before = matches!(q.at, PageAt::Before(_));
-            // The cursor must be one of the records this query matches.
-            let cursor_ts: Option<i64> = conn
-                .prepare(&format!(
-                    "SELECT ts FROM logs WHERE {base} AND id = ?::UUID"
+            // One scan counts the matches and finds the cursor, which must be one of them.
+            let (total_count, cursor_ts): (i64, Option<i64>) = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*), max(ts) FILTER (WHERE id = ?::UUID) FROM logs WHERE {base}"
                 ))?
                 .query_row(
                     duckdb::params_from_iter(
-                        params
-                            .iter()
-                            .cloned()
-                            .chain([Value::Text(cursor.to_string())]),
+                        std::iter::once(Value::Text(cursor.to_string()))
+                            .chain(params.iter().cloned()),
                     ),
-                    |r| r.get(0),
-                )
-                .map(Some)
-                .or_else(|e| {
-                    if matches!(e, duckdb::Error::QueryReturnedNoRows) {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    }
-                })?;
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+            let total_count = u64::try_from(total_count).unwrap_or(0);
             let Some(cursor_ts) = cursor_ts else {
                 return Err(Error::CursorNotFound);
             };
@@ -231,7 +238,7 @@ pub(crate) fn call_logs(
                 Value::BigInt(cursor_ts),
                 Value::Text(cursor.to_string()),
             ];
-            let mut records = fetch(&extra, extra_params, walk, limit + 1, 0)?;
+            let (mut records, _) = fetch(&extra, extra_params, walk, limit + 1, 0)?;
             let has_more = records.len() as u64 > limit;
             records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             if before {

@@ -14,7 +14,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS logs (
     trace_id  VARCHAR,
     span_id   VARCHAR,
     data      VARCHAR,            -- the data object as JSON text
-    search    VARCHAR             -- lower-cased message and data values, for text search
+    -- lower-cased message and data values, for text search; stored uncompressed so a
+    -- substring scan reads the bytes directly instead of decoding FSST first
+    search    VARCHAR USING COMPRESSION uncompressed
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     key_sha256 VARCHAR PRIMARY KEY,
@@ -74,7 +76,17 @@ FROM calls;
 /// DuckDB refused the DDL (for example, a read-only file that lacks the tables), or
 /// the file was written by a newer callscope.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let had_counts: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'log_counts'",
+        [],
+        |r| r.get(0),
+    )?;
     conn.execute_batch(DDL)?;
+    conn.execute_batch(crate::rollup::DDL)?;
+    if had_counts == 0 {
+        // Version 1 files: count what they already hold.
+        conn.execute_batch(crate::rollup::BACKFILL)?;
+    }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS calls (\n{},\n    PRIMARY KEY (tenant, call_id)\n);",
         crate::summary::column_ddl(true)
@@ -97,8 +109,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         Some(v) if v > SCHEMA_VERSION => Err(crate::Error::Corrupt(format!(
             "the database has schema version {v}; this callscope understands up to {SCHEMA_VERSION}"
         ))),
-        Some(_) => Ok(()),
-        None => {
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        _ => {
             conn.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [SCHEMA_VERSION.to_string()],

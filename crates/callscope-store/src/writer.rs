@@ -33,6 +33,7 @@ use crate::{
     metrics::StoreMetrics,
     open_connection,
     prepare::PreparedBatch,
+    rollup::{self, Counts},
     summary::{self, CallDelta},
 };
 
@@ -58,7 +59,7 @@ pub(crate) fn is_invalidated(e: &duckdb::Error) -> bool {
 
 pub(crate) enum Command {
     Append {
-        batch: PreparedBatch,
+        batch: Box<PreparedBatch>,
         reply: oneshot::Sender<Result<AppendReceipt>>,
         enqueued: Instant,
         _permit: OwnedSemaphorePermit,
@@ -72,6 +73,19 @@ pub(crate) enum Command {
     },
     /// A query found the database invalidated: reopen it if it is.
     CheckHealth,
+}
+
+/// Where a group commit's time went, for the debug log.
+#[derive(Default)]
+struct Phases {
+    /// Looking up which incoming ids are already stored.
+    dedupe: Duration,
+    /// Appending the records to `logs`.
+    append: Duration,
+    /// Folding the group's call summaries into `calls` and its counts into `log_counts`.
+    calls: Duration,
+    /// `COMMIT`: the WAL write and its fsync.
+    commit: Duration,
 }
 
 pub(crate) struct Writer {
@@ -89,8 +103,9 @@ pub(crate) struct Writer {
 fn scratch_ddl() -> String {
     format!(
         "CREATE TEMP TABLE IF NOT EXISTS _incoming_ids (id UUID NOT NULL);\n\
-         CREATE TEMP TABLE IF NOT EXISTS _call_delta (\n{}\n);",
-        summary::column_ddl(false)
+         CREATE TEMP TABLE IF NOT EXISTS _call_delta (\n{}\n);\n{}",
+        summary::column_ddl(false),
+        rollup::SCRATCH_DDL
     )
 }
 
@@ -206,7 +221,7 @@ impl Writer {
                         _permit,
                     } => {
                         rows += batch.len();
-                        group.push((batch, reply, enqueued, _permit));
+                        group.push((*batch, reply, enqueued, _permit));
                         if rows < self.max_group_rows {
                             next = self.rx.try_recv().ok();
                         }
@@ -257,7 +272,8 @@ impl Writer {
         }
         let started = Instant::now();
         let batches: Vec<&PreparedBatch> = group.iter().map(|(b, ..)| b).collect();
-        match self.write(&batches) {
+        let mut phases = Phases::default();
+        match self.write(&batches, &mut phases) {
             Ok(receipts) => {
                 self.ready.store(true, Ordering::Relaxed);
                 let rows: usize = receipts.iter().map(|r| r.inserted).sum();
@@ -267,6 +283,10 @@ impl Writer {
                     requests = group.len(),
                     rows,
                     duplicates = dups,
+                    dedupe_us = phases.dedupe.as_micros(),
+                    append_us = phases.append.as_micros(),
+                    calls_us = phases.calls.as_micros(),
+                    commit_us = phases.commit.as_micros(),
                     "Committed group."
                 );
                 for ((_, reply, enqueued, _permit), receipt) in group.drain(..).zip(receipts) {
@@ -291,17 +311,29 @@ impl Writer {
     }
 
     /// Writes the group in one transaction and returns each request's receipt.
-    fn write(&mut self, batches: &[&PreparedBatch]) -> Result<Vec<AppendReceipt>> {
+    fn write(
+        &mut self,
+        batches: &[&PreparedBatch],
+        phases: &mut Phases,
+    ) -> Result<Vec<AppendReceipt>> {
         let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
             (lo.min(b.min_ts), hi.max(b.max_ts))
         });
         let conn = self.connection()?;
+        let mut clock = Instant::now();
+        let mut lap = || {
+            let now = Instant::now();
+            let d = now - clock;
+            clock = now;
+            d
+        };
         let stored = Self::already_stored(conn, batches, min_ts, max_ts)?;
 
         let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
         let mut receipts = Vec::with_capacity(batches.len());
         let mut to_append: Vec<RecordBatch> = Vec::with_capacity(batches.len());
         let mut deltas: Vec<CallDelta> = Vec::new();
+        let mut counts = Counts::default();
         for b in batches {
             let keep: Vec<bool> = b
                 .ids
@@ -312,12 +344,17 @@ impl Writer {
             let mut calls = b.calls.clone();
             if dropped == 0 {
                 to_append.push(b.batch.clone());
+                counts.merge(&b.counts);
             } else {
-                for ((call, level), kept) in b.row_call.iter().zip(&keep) {
+                let mut batch_counts = b.counts.clone();
+                for (((call, level), count), kept) in b.row_call.iter().zip(&b.row_count).zip(&keep)
+                {
                     if !kept {
                         calls[*call as usize].levels[usize::from(*level - 1)] -= 1;
+                        batch_counts.remove_at(*count);
                     }
                 }
+                counts.merge(&batch_counts);
                 let mask = BooleanArray::from(keep);
                 to_append.push(
                     filter_record_batch(&b.batch, &mask)
@@ -335,6 +372,7 @@ impl Writer {
             });
         }
 
+        phases.dedupe = lap();
         conn.execute_batch("BEGIN TRANSACTION")?;
         {
             let mut app = conn.appender("logs")?;
@@ -345,6 +383,7 @@ impl Writer {
             }
             app.flush()?;
         }
+        phases.append = lap();
         if !deltas.is_empty() {
             conn.execute_batch("DELETE FROM _call_delta")?;
             let merged = merge_deltas(deltas);
@@ -354,7 +393,10 @@ impl Writer {
             drop(app);
             conn.execute_batch(&summary::UPSERT_CALLS)?;
         }
+        counts.write(conn)?;
+        phases.calls = lap();
         conn.execute_batch("COMMIT")?;
+        phases.commit = lap();
         Ok(receipts)
     }
 
@@ -403,6 +445,19 @@ impl Writer {
         let conn = self.conn.as_mut().ok_or(Error::Closed)?;
         let result = (|| {
             let tx = conn.transaction()?;
+            // `log_counts` keeps counting exactly what is stored: whole minutes before
+            // the cut-off go, and the minute it cuts through loses what is deleted of it.
+            let minute = rollup::minute_of(before_ns);
+            tx.execute_batch("DELETE FROM _count_delta")?;
+            tx.execute(
+                "INSERT INTO _count_delta
+                 SELECT tenant, ts // 60000000000, coalesce(agent_id, ''), event, level,
+                        category, -count(*)
+                 FROM logs WHERE ts < ? AND ts // 60000000000 >= ? GROUP BY ALL",
+                duckdb::params![before_ns, minute],
+            )?;
+            tx.execute_batch(rollup::UPSERT)?;
+            tx.execute("DELETE FROM log_counts WHERE minute < ? OR n = 0", [minute])?;
             let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
             tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
             tx.execute(

@@ -78,6 +78,10 @@ async fn build(store: &Store, n: i64) {
                         count(*) FILTER (level = 3), count(*) FILTER (level = 4),
                         count(*) FILTER (level = 5), min(agent_id), min(trace_id)
                  FROM logs GROUP BY ALL;
+                 INSERT INTO log_counts
+                 SELECT tenant, ts // 60000000000, coalesce(agent_id, ''), event, level,
+                        category, count(*)
+                 FROM logs GROUP BY ALL;
                  CHECKPOINT;"
             ))?;
             Ok(())

@@ -1,5 +1,5 @@
 //! The `callscope` binary's pieces: configuration, the server that wires collector,
-//! store and API together, and the `demo`, `keys` and `export` commands.
+//! store and API together, and the `demo`, `keys`, `export` and `loadgen` commands.
 //!
 //! The binary itself (`main.rs`) only parses arguments and calls into here, so tests
 //! and the demo run exactly what `callscope serve` runs.
@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod keys;
+pub mod loadgen;
 pub mod server;
 
 pub use config::Config;

@@ -32,6 +32,9 @@ enum Command {
     /// Parquet or XLSX): the same file the API's export serves. Run it while the server
     /// is stopped.
     Export(Box<callscope::export::ExportArgs>),
+    /// Send realistic call-log traffic to a collector at full speed (or a fixed rate)
+    /// and report acknowledged records/s, acknowledgement latency and errors.
+    Loadgen(callscope::loadgen::LoadgenArgs),
     /// Manage customer API keys.
     Keys {
         #[command(subcommand)]
@@ -109,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
             if args.output != std::path::Path::new("-") {
                 eprintln!("Wrote {} ({bytes} bytes).", args.output.display());
             }
+        }
+        Command::Loadgen(args) => {
+            callscope::loadgen::run(args).await?;
         }
         Command::Keys {
             command: KeysCommand::Create { tenant, config },

@@ -1,0 +1,254 @@
+//! Query latency on a pre-built store (see `build_store`): the per-call page and search
+//! with aggregations.
+//!
+//! ```sh
+//! CALLSCOPE_BENCH_STORE=/root/.cache/callscope/benchdata/10m.duckdb \
+//!     cargo bench --workspace --lib --bench query
+//! ```
+//!
+//! The store holds `common::Dataset` records of one tenant, so every search considers
+//! every stored record. Each page iteration reads one page of a random call, as
+//! `GET /v1/calls/{id}/logs` does; each search iteration runs one search as
+//! `POST /v1/logs/search` does. Criterion reports the mean; the percentiles over every
+//! timed query are printed after each case (the targets are stated as percentiles).
+
+#![allow(missing_docs)]
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use callscope_model::{Level, Timestamp};
+use callscope_store::{
+    LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery, Store, StoreConfig,
+};
+use common::{Dataset, START_NS, percentiles, splitmix};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+
+fn store_path() -> PathBuf {
+    std::env::var_os("CALLSCOPE_BENCH_STORE").map_or_else(
+        || PathBuf::from("/root/.cache/callscope/benchdata/10m.duckdb"),
+        PathBuf::from,
+    )
+}
+
+fn queries(c: &mut Criterion) {
+    let path = store_path();
+    if !path.exists() {
+        eprintln!(
+            "{} does not exist: build it with the build_store bench (see its docs)",
+            path.display()
+        );
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = Store::open(&StoreConfig {
+        path: path.clone(),
+        retention_days: 0,
+        ..StoreConfig::default()
+    })
+    .expect("opens");
+    let records: i64 = rt
+        .block_on(store.read(|c| Ok(c.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?)))
+        .expect("count");
+    let data = Dataset::new(u64::try_from(records).unwrap_or(0));
+    let calls = data.calls();
+    let label = if records >= 1_000_000 {
+        format!("{}m", records / 1_000_000)
+    } else {
+        format!("{}k", records / 1000)
+    };
+    println!("store {}: {records} records, {calls} calls", path.display());
+
+    // The per-call page.
+    let mut group = c.benchmark_group(format!("call_page_{label}"));
+    group.measurement_time(Duration::from_secs(10));
+    let mut n = 0u64;
+    let mut pick = || {
+        n += 1;
+        data.call(splitmix(n ^ 0xabcd) % calls)
+    };
+    let page_cases: Vec<(&str, LogQuery)> = vec![
+        (
+            "page_1_limit_100_asc",
+            LogQuery {
+                at: PageAt::Page(1),
+                limit: 100,
+                order: Order::Asc,
+                filter: LogFilter::default(),
+            },
+        ),
+        (
+            "page_1_limit_100_desc_min_level_warning",
+            LogQuery {
+                at: PageAt::Page(1),
+                limit: 100,
+                order: Order::Desc,
+                filter: LogFilter {
+                    min_level: Some(Level::Warning),
+                    ..LogFilter::default()
+                },
+            },
+        ),
+        (
+            "after_cursor_limit_50",
+            LogQuery {
+                at: PageAt::Page(1),
+                limit: 50,
+                order: Order::Asc,
+                filter: LogFilter::default(),
+            },
+        ),
+    ];
+    for (name, query) in page_cases {
+        let cursor = name.starts_with("after");
+        let mut samples: Vec<u64> = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (tenant, call) = pick();
+                    let mut q = query.clone();
+                    if cursor {
+                        // The cursor comes from a first page, which is not timed.
+                        let first = rt
+                            .block_on(store.call_logs(&tenant, &call, query.clone()))
+                            .expect("query")
+                            .expect("call exists");
+                        q.at = PageAt::After(first.records.last().expect("records").id);
+                    }
+                    let filtered = q.filter.min_level.is_some();
+                    let t = Instant::now();
+                    let page = rt
+                        .block_on(store.call_logs(&tenant, &call, q))
+                        .expect("query")
+                        .expect("call exists");
+                    let d = t.elapsed();
+                    assert!(filtered || !page.records.is_empty());
+                    total += d;
+                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                }
+                total
+            });
+        });
+        println!("call_page_{label}/{name}: {}", percentiles(&mut samples));
+    }
+    group.finish();
+
+    // Search with aggregations over every record of the tenant.
+    let tenant = data.tenant(0);
+    let span_ns = records / 1000 * data.step_ns;
+    let hour = 3_600_000_000_000i64;
+    let search = |filter: SearchFilter, size: u64| SearchQuery {
+        filter,
+        order: Order::Desc,
+        page: 0,
+        size,
+    };
+    let search_cases: Vec<(&str, SearchQuery)> = vec![
+        ("no_filter_size_20", search(SearchFilter::default(), 20)),
+        (
+            "aggregations_only_size_0",
+            search(SearchFilter::default(), 0),
+        ),
+        (
+            "min_level_error_size_100",
+            search(
+                SearchFilter {
+                    min_level: Some(Level::Error),
+                    ..SearchFilter::default()
+                },
+                100,
+            ),
+        ),
+        (
+            "one_hour_two_events",
+            search(
+                SearchFilter {
+                    from: Some(Timestamp(START_NS + span_ns / 2)),
+                    to: Some(Timestamp(START_NS + span_ns / 2 + hour)),
+                    events: vec!["WEBHOOK_SENT".into(), "INTEGRATION_TOOL_FAILED".into()],
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            "text_common_timeout",
+            search(
+                SearchFilter {
+                    text: Some("Timeout".into()),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            "text_very_common_order",
+            search(
+                SearchFilter {
+                    text: Some("order".into()),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            "text_rare_order_number",
+            search(
+                SearchFilter {
+                    text: Some("ORD-424242".into()),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            "text_absent",
+            search(
+                SearchFilter {
+                    text: Some("no such words anywhere".into()),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+    ];
+    let mut group = c.benchmark_group(format!("search_{label}"));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(15));
+    for (name, query) in search_cases {
+        let mut samples: Vec<u64> = Vec::new();
+        let mut matches = 0;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let r = rt
+                        .block_on(store.search(&tenant, query.clone()))
+                        .expect("search");
+                    let d = t.elapsed();
+                    matches = r.total_count;
+                    total += d;
+                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                }
+                total
+            });
+        });
+        println!(
+            "search_{label}/{name} [{matches} matches]: {}",
+            percentiles(&mut samples)
+        );
+    }
+    group.finish();
+    rt.block_on(store.shutdown()).expect("shutdown");
+}
+
+criterion_group!(benches, queries);
+criterion_main!(benches);

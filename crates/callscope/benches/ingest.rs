@@ -1,0 +1,546 @@
+//! End-to-end ingest, measured against its limits in the same run.
+//!
+//! ```sh
+//! cargo bench --workspace --bench ingest -- [--protocol grpc,http] [--concurrency 8]
+//!     [--batch 500] [--duration 20] [--base-store FILE] [--no-limits] [--no-load80]
+//! ```
+//!
+//! 1. **Limits**, on the very records the load generator sends: raw prost decode of the
+//!    requests, the visibility filter, the store's Arrow conversion, and DuckDB's
+//!    Appender inserting the already-converted rows (columnar with one commit, columnar
+//!    with a commit per request, and one row at a time).
+//! 2. **End to end**: a callscope server (the same `Server` as `callscope serve`) runs in
+//!    a child process on ephemeral ports with a fresh DuckDB file (or a copy of
+//!    `--base-store`), and the `callscope loadgen` code drives it at full speed over
+//!    OTLP/gRPC or OTLP/HTTP. Acknowledgements come only after the commit. The server's
+//!    peak RSS and CPU are read from `/proc`.
+//! 3. **Latency at 80 %**: the same server at 80 % of the rate just measured, on a fixed
+//!    schedule, latency measured from the scheduled send time.
+//!
+//! Each (protocol, concurrency, batch) combination gets a fresh server.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use callscope::{
+    Config, Server,
+    loadgen::{CallTraffic, LoadOptions, Protocol, Report, Workload, run_load},
+};
+use callscope_collector::{VisibilityConfig, VisibilityFilter};
+use callscope_store::bench as raw;
+use clap::Parser;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message as _;
+
+#[derive(Parser, Debug)]
+#[command(about = "callscope ingest benchmark")]
+struct Args {
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Protocols to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "grpc")]
+    protocol: Vec<Protocol>,
+    /// Sender concurrencies to measure.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    concurrency: Vec<usize>,
+    /// Records per request to measure.
+    #[arg(long, value_delimiter = ',', default_value = "500")]
+    batch: Vec<usize>,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds of warm-up per run.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Skip the limits.
+    #[arg(long)]
+    no_limits: bool,
+    /// Skip the 80 % latency run.
+    #[arg(long)]
+    no_load80: bool,
+    /// Records used for the limits.
+    #[arg(long, default_value_t = 200_000)]
+    limit_records: usize,
+    /// Start each server from a copy of this DuckDB file (a pre-built store).
+    #[arg(long)]
+    base_store: Option<PathBuf>,
+    /// Where the servers' files go (default: a temporary folder).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// DuckDB memory limit for the server (`[storage] memory_limit`).
+    #[arg(long)]
+    memory_limit: Option<String>,
+    /// Internal: run as the server child, storing under this folder.
+    #[arg(long, hide = true)]
+    serve_child: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(dir) = &args.serve_child {
+        return serve_child(dir, args.memory_limit.as_deref());
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    print_machine();
+    let workload = Workload::default();
+    let limits = if args.no_limits {
+        None
+    } else {
+        Some(limits(&args, &workload)?)
+    };
+
+    let tmp = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new().prefix("ingest-").tempdir_in(d)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let mut results = Vec::new();
+    let mut n = 0;
+    for &protocol in &args.protocol {
+        for &concurrency in &args.concurrency {
+            for &batch in &args.batch {
+                n += 1;
+                let dir = tmp.path().join(format!("run-{n}"));
+                let r = rt.block_on(one_run(&args, &dir, protocol, concurrency, batch))?;
+                let _ = std::fs::remove_dir_all(&dir);
+                results.push(r);
+            }
+        }
+    }
+
+    println!("\n== summary ==");
+    if let Some(l) = &limits {
+        println!(
+            "limits (records/s): prost decode {:.0}, filter {:.0}, Arrow conversion {:.0}, \
+             raw Appender columnar {:.0} (commit per request {:.0}), append_row {:.0}",
+            l.decode, l.filter, l.prepare, l.appender, l.appender_per_request, l.append_row
+        );
+    }
+    println!(
+        "| protocol | senders | batch | records/s | p50 ms | p99 ms | errors | vs Appender | vs decode | server CPU µs/record | peak RSS MiB | p99 ms at 80% |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let m = &r.max;
+        let errors: u64 = m.errors.values().sum();
+        let (vs_app, vs_dec) = limits.as_ref().map_or((f64::NAN, f64::NAN), |l| {
+            (m.records_per_sec / l.appender, m.records_per_sec / l.decode)
+        });
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+            m.options.protocol,
+            m.options.concurrency,
+            m.options.batch,
+            m.records_per_sec,
+            m.latency_ms.p50,
+            m.latency_ms.p99,
+            errors,
+            vs_app,
+            vs_dec,
+            r.server_cpu_us_per_record,
+            r.peak_rss_mib,
+            r.load80
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |l| format!("{:.1}", l.latency_ms.p99)),
+        );
+    }
+    for r in &results {
+        let m = &r.max;
+        if m.options.protocol != Protocol::Grpc || m.options.batch != 500 {
+            continue;
+        }
+        let check = |ok: bool| if ok { "met" } else { "MISSED" };
+        println!(
+            "targets (gRPC, batch 500, {} senders):",
+            m.options.concurrency
+        );
+        println!(
+            "  durable ingest >= 250,000 records/s: {:.0} -> {}",
+            m.records_per_sec,
+            check(m.records_per_sec >= 250_000.0)
+        );
+        if let Some(l) = &limits {
+            let ratio = m.records_per_sec / l.appender;
+            println!(
+                "  >= 50% of the raw Appender rate ({:.0}): {:.0}% -> {}",
+                l.appender,
+                ratio * 100.0,
+                check(ratio >= 0.5)
+            );
+        }
+        if let Some(l80) = &r.load80 {
+            println!(
+                "  p99 <= 100 ms at 80% load ({:.0} records/s offered, {:.0} acknowledged): {:.1} ms -> {}",
+                l80.options.rate.unwrap_or(0.0),
+                l80.records_per_sec,
+                l80.latency_ms.p99,
+                check(l80.latency_ms.p99 <= 100.0 && l80.errors.is_empty())
+            );
+        }
+        println!(
+            "  peak RSS <= 512 MiB: {:.0} MiB -> {}",
+            r.peak_rss_mib,
+            check(r.peak_rss_mib <= 512.0)
+        );
+    }
+    Ok(())
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} x {cpu}; load average before: {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// The limits, in records per second.
+struct Limits {
+    decode: f64,
+    filter: f64,
+    prepare: f64,
+    appender: f64,
+    appender_per_request: f64,
+    append_row: f64,
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Best of `reps` timings of `f`.
+fn best<T>(reps: usize, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+    let mut out = f();
+    for _ in 1..reps {
+        let next = f();
+        if next.0 < out.0 {
+            out = next;
+        }
+    }
+    out
+}
+
+fn limits(args: &Args, workload: &Workload) -> anyhow::Result<Limits> {
+    let batch = args.batch.first().copied().unwrap_or(500).max(1);
+    let senders = args.concurrency.first().copied().unwrap_or(8).max(1) as u64;
+    let requests = args.limit_records.div_ceil(batch);
+    let n = requests * batch;
+    println!(
+        "\n== limits: {n} records in {requests} requests of {batch} (the load generator's records) =="
+    );
+    let mut traffic: Vec<CallTraffic> = (0..senders)
+        .map(|s| CallTraffic::new(0x5eed, s, workload))
+        .collect();
+    let started = Instant::now();
+    let encoded: Vec<Vec<u8>> = (0..requests)
+        .map(|i| {
+            let k = i % traffic.len();
+            traffic[k].request(batch).encode_to_vec()
+        })
+        .collect();
+    let generate = rate(n, started.elapsed());
+    println!("  load generator (build + encode requests): {generate:.0} records/s on one core");
+    let bytes: usize = encoded.iter().map(Vec::len).sum();
+    println!(
+        "  request size: {:.0} bytes/record on the wire",
+        bytes as f64 / n as f64
+    );
+
+    let (d, decoded) = best(3, || {
+        let t = Instant::now();
+        let v: Vec<ExportLogsServiceRequest> = encoded
+            .iter()
+            .map(|b| ExportLogsServiceRequest::decode(&b[..]).expect("decodes"))
+            .collect();
+        (t.elapsed(), v)
+    });
+    let decode = rate(n, d);
+    println!("  raw prost decode: {decode:.0} records/s");
+
+    let filter = VisibilityFilter::new(&VisibilityConfig::default())?;
+    let (d, filtered) = best(3, || {
+        let t = Instant::now();
+        let v: Vec<_> = decoded.iter().map(|r| filter.apply(r).records).collect();
+        (t.elapsed(), v)
+    });
+    let stored: usize = filtered.iter().map(Vec::len).sum();
+    anyhow::ensure!(stored == n, "every generated record is customer-visible");
+    let filter_rate = rate(n, d);
+    println!("  visibility filter (ids included): {filter_rate:.0} records/s");
+    drop(decoded);
+
+    let (d, batches) = best(3, || {
+        let t = Instant::now();
+        let v: Vec<_> = filtered
+            .iter()
+            .map(|r| raw::prepare_logs(r).expect("converts"))
+            .collect();
+        (t.elapsed(), v)
+    });
+    let prepare = rate(n, d);
+    println!("  store's Arrow conversion: {prepare:.0} records/s");
+    drop(filtered);
+
+    let dir = tempfile::tempdir()?;
+    let run_app = |name: &str, commit_every: Option<usize>| -> anyhow::Result<f64> {
+        let (d, ()) = best(2, || {
+            let path = dir
+                .path()
+                .join(format!("{name}-{}.duckdb", rand::random::<u32>()));
+            let conn = raw::open_raw(&path).expect("opens");
+            let d = raw::append_columnar(&conn, &batches, commit_every).expect("appends");
+            drop(conn);
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("duckdb.wal"));
+            (d, ())
+        });
+        Ok(rate(n, d))
+    };
+    let appender = run_app("columnar", None)?;
+    println!("  raw Appender, columnar, one commit: {appender:.0} records/s");
+    let appender_per_request = run_app("per-request", Some(1))?;
+    println!(
+        "  raw Appender, columnar, one commit per request: {appender_per_request:.0} records/s"
+    );
+    let rows_n = (50_000 / batch).max(1).min(batches.len());
+    let path = dir.path().join("rows.duckdb");
+    let conn = raw::open_raw(&path)?;
+    let d = raw::append_rows(&conn, &batches[..rows_n])?;
+    let append_row = rate(rows_n * batch, d);
+    println!("  raw Appender, append_row one row at a time: {append_row:.0} records/s");
+    Ok(Limits {
+        decode,
+        filter: filter_rate,
+        prepare,
+        appender,
+        appender_per_request,
+        append_row,
+    })
+}
+
+struct RunResult {
+    max: Report,
+    load80: Option<Report>,
+    peak_rss_mib: f64,
+    server_cpu_us_per_record: f64,
+}
+
+/// The server child: its pid and addresses.
+struct ServerChild {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    grpc: String,
+    http: String,
+}
+
+impl ServerChild {
+    fn start(dir: &Path, args: &Args) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        if let Some(base) = &args.base_store {
+            let t = Instant::now();
+            std::fs::copy(base, dir.join("callscope.duckdb"))
+                .with_context(|| format!("copying {}", base.display()))?;
+            println!(
+                "  copied {} in {:.1} s",
+                base.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--serve-child").arg(dir);
+        if let Some(m) = &args.memory_limit {
+            cmd.arg("--memory-limit").arg(m);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut line = String::new();
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("READY") {
+            bail!("the server child did not start: {line}");
+        }
+        let grpc = format!("http://{}", parts.next().context("grpc addr")?);
+        let http = format!("http://{}", parts.next().context("http addr")?);
+        Ok(Self {
+            child,
+            _stdout: stdout,
+            grpc,
+            http,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "server child exited with {status}");
+        Ok(())
+    }
+}
+
+/// `/proc/<pid>/status` field in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds (user + system) a process has used.
+fn proc_cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let hz = 100.0;
+    (ticks(11) + ticks(12)) / hz
+}
+
+async fn one_run(
+    args: &Args,
+    dir: &Path,
+    protocol: Protocol,
+    concurrency: usize,
+    batch: usize,
+) -> anyhow::Result<RunResult> {
+    println!("\n== {protocol}, {concurrency} senders, {batch} records/request ==");
+    let server = ServerChild::start(dir, args)?;
+    let pid = server.pid();
+    let endpoint = match protocol {
+        Protocol::Grpc => server.grpc.clone(),
+        Protocol::Http => server.http.clone(),
+    };
+    let options = LoadOptions {
+        protocol,
+        endpoint,
+        concurrency,
+        batch,
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        rate: None,
+        workload: Workload::default(),
+        token: None,
+    };
+
+    // Sample the server's RSS while it runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak_kib = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peak_kib));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(kib) = proc_status_kib(pid, "VmRSS:") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let cpu_before = proc_cpu_secs(pid);
+    let t0 = Instant::now();
+    let max = run_load(&options).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = proc_cpu_secs(pid) - cpu_before;
+    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    print!("{max}");
+    // CPU per record over the whole run, warm-up included, at the measured rate.
+    let records_total = max.records_per_sec * wall;
+    let server_cpu_us_per_record = cpu / records_total * 1e6;
+    println!(
+        "  server: {:.2} cores busy, ~{server_cpu_us_per_record:.2} µs CPU per record; peak RSS {:.0} MiB (VmHWM {:.0} MiB)",
+        cpu / wall,
+        peak_kib.load(Ordering::Relaxed) as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+
+    let load80 = if args.no_load80 || max.records_per_sec <= 0.0 {
+        None
+    } else {
+        let o = LoadOptions {
+            rate: Some(max.records_per_sec * 0.8),
+            warmup: Duration::from_secs(2),
+            ..options.clone()
+        };
+        let r = run_load(&o).await?;
+        print!("{r}");
+        Some(r)
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    server.stop()?;
+    Ok(RunResult {
+        max,
+        load80,
+        peak_rss_mib: hwm as f64 / 1024.0,
+        server_cpu_us_per_record,
+    })
+}
+
+/// The server child: a callscope server on ephemeral ports storing under `dir`, until
+/// a line arrives on stdin (or stdin closes).
+fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut config = Config::default();
+        config.storage.path = dir.join("callscope.duckdb");
+        config.storage.retention_days = 0;
+        if let Some(m) = memory_limit {
+            config.storage.memory_limit = m.to_owned();
+        }
+        config.otlp.grpc_addr = "127.0.0.1:0".parse()?;
+        config.otlp.http_addr = "127.0.0.1:0".parse()?;
+        config.api.addr = "127.0.0.1:0".parse()?;
+        let server = Server::start(&config).await?;
+        println!("READY {} {}", server.grpc_addr, server.http_addr);
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await?;
+        server.shutdown().await
+    })
+}
