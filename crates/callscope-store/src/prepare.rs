@@ -98,6 +98,7 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
     let mut call_index: HashMap<(&str, &str), u32> = HashMap::new();
     let mut counts = Counts::default();
     let mut row_count = Vec::with_capacity(n);
+    let mut count_index: HashMap<(&str, i64, &str, &str, u8, u8), u32> = HashMap::new();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
 
     for tr in records {
@@ -131,14 +132,34 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
             });
         calls[idx as usize].observe(r);
         row_call.push((idx, r.level.code()));
-        row_count.push(counts.add(CountKey {
-            tenant: tr.tenant.clone(),
-            minute: minute_of(t),
-            agent_id: r.agent_id.clone().unwrap_or_default(),
-            event: r.event.clone(),
-            level: r.level.code(),
-            category: r.category.code(),
-        }));
+        // Keys repeat across a batch: look them up borrowed, own them once.
+        let agent = r.agent_id.as_deref().unwrap_or_default();
+        let borrowed = (
+            tr.tenant.as_str(),
+            minute_of(t),
+            agent,
+            r.event.as_str(),
+            r.level.code(),
+            r.category.code(),
+        );
+        row_count.push(match count_index.get(&borrowed) {
+            Some(&i) => {
+                counts.bump(i);
+                i
+            }
+            None => {
+                let i = counts.add(CountKey {
+                    tenant: tr.tenant.clone(),
+                    minute: borrowed.1,
+                    agent_id: agent.to_owned(),
+                    event: r.event.clone(),
+                    level: borrowed.4,
+                    category: borrowed.5,
+                });
+                count_index.insert(borrowed, i);
+                i
+            }
+        });
     }
 
     let columns: Vec<ArrayRef> = vec![

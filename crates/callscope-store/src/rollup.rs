@@ -103,6 +103,13 @@ impl Counts {
         u32::try_from(i).unwrap_or(u32::MAX)
     }
 
+    /// Counts one more record under the key at index `i` (returned by [`Counts::add`]).
+    pub(crate) fn bump(&mut self, i: u32) {
+        if let Some(row) = self.rows.get_mut(i as usize) {
+            row.1 += 1;
+        }
+    }
+
     /// Takes back one record counted at index `i` (a duplicate that is not stored).
     pub(crate) fn remove_at(&mut self, i: u32) {
         if let Some(row) = self.rows.get_mut(i as usize) {
