@@ -173,7 +173,8 @@ impl Counts {
         if self.rows.iter().all(|(_, n)| *n == 0) {
             return Ok(());
         }
-        conn.execute_batch("DELETE FROM _count_delta")?;
+        conn.prepare_cached("DELETE FROM _count_delta")?
+            .execute([])?;
         {
             let mut app = conn.appender("_count_delta")?;
             app.append_record_batch(self.batch()?)?;

@@ -82,8 +82,10 @@ struct Phases {
     dedupe: Duration,
     /// Appending the records to `logs`.
     append: Duration,
-    /// Folding the group's call summaries into `calls` and its counts into `log_counts`.
+    /// Folding the group's call summaries into `calls`.
     calls: Duration,
+    /// Folding the group's counts into `log_counts`.
+    counts: Duration,
     /// `COMMIT`: the WAL write and its fsync.
     commit: Duration,
 }
@@ -286,6 +288,7 @@ impl Writer {
                     dedupe_us = phases.dedupe.as_micros(),
                     append_us = phases.append.as_micros(),
                     calls_us = phases.calls.as_micros(),
+                    counts_us = phases.counts.as_micros(),
                     commit_us = phases.commit.as_micros(),
                     "Committed group."
                 );
@@ -385,16 +388,18 @@ impl Writer {
         }
         phases.append = lap();
         if !deltas.is_empty() {
-            conn.execute_batch("DELETE FROM _call_delta")?;
+            conn.prepare_cached("DELETE FROM _call_delta")?
+                .execute([])?;
             let merged = merge_deltas(deltas);
             let mut app = conn.appender("_call_delta")?;
             app.append_record_batch(summary::delta_batch(&merged)?)?;
             app.flush()?;
             drop(app);
-            conn.execute_batch(&summary::UPSERT_CALLS)?;
+            conn.prepare_cached(&summary::UPSERT_CALLS)?.execute([])?;
         }
-        counts.write(conn)?;
         phases.calls = lap();
+        counts.write(conn)?;
+        phases.counts = lap();
         conn.execute_batch("COMMIT")?;
         phases.commit = lap();
         Ok(receipts)
@@ -409,7 +414,8 @@ impl Writer {
         min_ts: i64,
         max_ts: i64,
     ) -> Result<HashSet<Uuid>> {
-        conn.execute_batch("DELETE FROM _incoming_ids")?;
+        conn.prepare_cached("DELETE FROM _incoming_ids")?
+            .execute([])?;
         {
             let uuid_meta = std::collections::HashMap::from([(
                 "ARROW:extension:name".to_owned(),
