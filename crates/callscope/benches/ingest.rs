@@ -135,11 +135,18 @@ fn main() -> anyhow::Result<()> {
     for r in &results {
         let m = &r.max;
         let errors: u64 = m.errors.values().sum();
-        let (vs_app, vs_dec) = limits.as_ref().map_or((f64::NAN, f64::NAN), |l| {
-            (m.records_per_sec / l.appender, m.records_per_sec / l.decode)
-        });
+        // With `--no-limits` there is nothing to compare with: "-", not NaN.
+        let (vs_app, vs_dec) = limits.as_ref().map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |l| {
+                (
+                    format!("{:.2}", m.records_per_sec / l.appender),
+                    format!("{:.2}", m.records_per_sec / l.decode),
+                )
+            },
+        );
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.0} | {} |",
             m.options.protocol,
             m.options.concurrency,
             m.options.batch,
