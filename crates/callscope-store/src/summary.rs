@@ -3,7 +3,7 @@
 //!
 //! Each batch folds its records into a [`CallDelta`] per call (counts, time window and
 //! the summary fields its lifecycle events carry); the writer merges the deltas into
-//! `calls` with one upsert. Every merge is a commutative "keep the earliest" choice, so
+//! `calls` with one `MERGE`. Every merge is a commutative "keep the earliest" choice, so
 //! the summary is the same whatever order records arrive in, and a record stored twice
 //! is dropped before it reaches a delta:
 //! - counts add up; the window widens;
@@ -393,8 +393,8 @@ pub(crate) fn columns() -> impl Iterator<Item = (&'static str, &'static str)> {
         .map(|c| (c.name, if c.number { "BIGINT" } else { "VARCHAR" }))
 }
 
-/// [`upsert_sql`], built once.
-pub(crate) static UPSERT_CALLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_sql);
+/// [`merge_sql`], built once.
+pub(crate) static MERGE_CALLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(merge_sql);
 
 /// The statement that merges the scratch table `_call_delta` (aliased `excluded`) into
 /// `calls`: new calls are inserted, known ones folded with the delta.
@@ -402,7 +402,7 @@ pub(crate) static UPSERT_CALLS: std::sync::LazyLock<String> = std::sync::LazyLoc
 /// `MERGE` rather than `INSERT … ON CONFLICT DO UPDATE`, which DuckDB runs slower: the
 /// writer's per-group `calls` step takes 0.82–0.85× the time it took with the upsert
 /// (BENCHMARKS.md, "Where a group commit's time goes").
-pub(crate) fn upsert_sql() -> String {
+pub(crate) fn merge_sql() -> String {
     let mut set = vec![
         "first_ts = least(calls.first_ts, excluded.first_ts)".to_owned(),
         "last_ts = greatest(calls.last_ts, excluded.last_ts)".to_owned(),
@@ -610,8 +610,8 @@ mod tests {
     }
 
     #[test]
-    fn the_upsert_names_every_column_once() {
-        let sql = upsert_sql();
+    fn the_merge_names_every_column_once() {
+        let sql = merge_sql();
         for c in COLUMNS.iter().skip(2) {
             assert!(
                 sql.contains(&format!("\n    {} = ", c.name))

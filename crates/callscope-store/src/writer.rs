@@ -395,7 +395,7 @@ impl Writer {
             app.append_record_batch(summary::delta_batch(&merged)?)?;
             app.flush()?;
             drop(app);
-            conn.prepare_cached(&summary::UPSERT_CALLS)?.execute([])?;
+            conn.prepare_cached(&summary::MERGE_CALLS)?.execute([])?;
         }
         phases.calls = lap();
         counts.write(conn)?;
