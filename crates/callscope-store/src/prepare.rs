@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    rollup::{CountKey, Counts, minute_of},
+    rollup::{BatchCounts, CountKey, minute_of},
     summary::CallDelta,
 };
 
@@ -29,7 +29,7 @@ pub(crate) struct PreparedBatch {
     pub(crate) row_call: Vec<(u32, u8)>,
     pub(crate) calls: Vec<CallDelta>,
     /// The batch's `log_counts` rows, and for each row the index of its count.
-    pub(crate) counts: Counts,
+    pub(crate) counts: BatchCounts,
     pub(crate) row_count: Vec<u32>,
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
@@ -96,7 +96,7 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
     let mut row_call = Vec::with_capacity(n);
     let mut calls: Vec<CallDelta> = Vec::new();
     let mut call_index: HashMap<(&str, &str), u32> = HashMap::new();
-    let mut counts = Counts::default();
+    let mut counts: BatchCounts = Vec::new();
     let mut row_count = Vec::with_capacity(n);
     let mut count_index: HashMap<(&str, i64, &str, &str, u8, u8), u32> = HashMap::new();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
@@ -142,24 +142,22 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
             r.level.code(),
             r.category.code(),
         );
-        row_count.push(match count_index.get(&borrowed) {
-            Some(&i) => {
-                counts.bump(i);
-                i
-            }
-            None => {
-                let i = counts.add(CountKey {
+        let i = *count_index.entry(borrowed).or_insert_with(|| {
+            counts.push((
+                CountKey {
                     tenant: tr.tenant.clone(),
                     minute: borrowed.1,
                     agent_id: agent.to_owned(),
                     event: r.event.clone(),
                     level: borrowed.4,
                     category: borrowed.5,
-                });
-                count_index.insert(borrowed, i);
-                i
-            }
+                },
+                0,
+            ));
+            u32::try_from(counts.len() - 1).unwrap_or(u32::MAX)
         });
+        counts[i as usize].1 += 1;
+        row_count.push(i);
     }
 
     let columns: Vec<ArrayRef> = vec![

@@ -81,45 +81,21 @@ pub(crate) struct CountKey {
     pub(crate) category: u8,
 }
 
-/// Counts per key, in first-seen order.
-#[derive(Debug, Default, Clone)]
+/// One batch's counts: a row per distinct key, in first-seen order. `prepare` builds it
+/// with its own borrowed-key index, so the batch holds no map of its own.
+pub(crate) type BatchCounts = Vec<(CountKey, i64)>;
+
+/// A group's counts: the batches' rows folded per key, in first-seen order.
+#[derive(Debug, Default)]
 pub(crate) struct Counts {
     index: HashMap<CountKey, usize>,
     pub(crate) rows: Vec<(CountKey, i64)>,
 }
 
 impl Counts {
-    /// Counts one record under `key`; returns the key's index.
-    pub(crate) fn add(&mut self, key: CountKey) -> u32 {
-        let i = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
-                self.index.insert(key.clone(), self.rows.len());
-                self.rows.push((key, 0));
-                self.rows.len() - 1
-            }
-        };
-        self.rows[i].1 += 1;
-        u32::try_from(i).unwrap_or(u32::MAX)
-    }
-
-    /// Counts one more record under the key at index `i` (returned by [`Counts::add`]).
-    pub(crate) fn bump(&mut self, i: u32) {
-        if let Some(row) = self.rows.get_mut(i as usize) {
-            row.1 += 1;
-        }
-    }
-
-    /// Takes back one record counted at index `i` (a duplicate that is not stored).
-    pub(crate) fn remove_at(&mut self, i: u32) {
-        if let Some(row) = self.rows.get_mut(i as usize) {
-            row.1 -= 1;
-        }
-    }
-
-    /// Adds `other`'s counts.
-    pub(crate) fn merge(&mut self, other: &Counts) {
-        for (key, n) in &other.rows {
+    /// Adds a batch's counts.
+    pub(crate) fn merge(&mut self, batch: &[(CountKey, i64)]) {
+        for (key, n) in batch {
             if *n == 0 {
                 continue;
             }
@@ -244,11 +220,9 @@ mod tests {
             level: 2,
             category: 3,
         };
-        let mut a = Counts::default();
-        let i = a.add(key("A"));
-        a.add(key("A"));
-        a.add(key("B"));
-        a.remove_at(i);
+        // A batch that counted A twice and B once, then took one A back.
+        let mut a: BatchCounts = vec![(key("A"), 2), (key("B"), 1)];
+        a[0].1 -= 1;
         let mut all = Counts::default();
         all.merge(&a);
         all.merge(&a);

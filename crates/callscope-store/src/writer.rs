@@ -18,12 +18,7 @@ use std::{
 
 use duckdb::{
     Connection,
-    arrow::{
-        array::{ArrayRef, BooleanArray},
-        compute::filter_record_batch,
-        datatypes::{DataType, Field, Schema},
-        record_batch::RecordBatch,
-    },
+    arrow::{array::BooleanArray, compute::filter_record_batch, record_batch::RecordBatch},
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use uuid::Uuid;
@@ -354,7 +349,7 @@ impl Writer {
                 {
                     if !kept {
                         calls[*call as usize].levels[usize::from(*level - 1)] -= 1;
-                        batch_counts.remove_at(*count);
+                        batch_counts[*count as usize].1 -= 1;
                     }
                 }
                 counts.merge(&batch_counts);
@@ -417,20 +412,14 @@ impl Writer {
         conn.prepare_cached("DELETE FROM _incoming_ids")?
             .execute([])?;
         {
-            let uuid_meta = std::collections::HashMap::from([(
-                "ARROW:extension:name".to_owned(),
-                "arrow.uuid".to_owned(),
-            )]);
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("id", DataType::FixedSizeBinary(16), false).with_metadata(uuid_meta),
-            ]));
             let mut app = conn.appender("_incoming_ids")?;
             for b in batches {
-                let ids: ArrayRef = b.batch.column(0).clone();
-                app.append_record_batch(
-                    RecordBatch::try_new(schema.clone(), vec![ids])
-                        .map_err(|e| Error::Corrupt(e.to_string()))?,
-                )?;
+                // The batch's `id` column, with its field (and UUID metadata) as prepared.
+                let ids = b
+                    .batch
+                    .project(&[0])
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                app.append_record_batch(ids)?;
             }
             app.flush()?;
         }
