@@ -496,24 +496,18 @@ mod tests {
     #[test]
     fn the_estimate_sees_a_common_needle_in_a_large_table() {
         let conn = corpus(1_000_000);
-        let common = logs_where(
-            "t1",
-            None,
-            None,
-            &SearchFilter {
-                text: Some("common".into()),
-                ..SearchFilter::default()
-            },
-        );
-        let absent = logs_where(
-            "t1",
-            None,
-            None,
-            &SearchFilter {
-                text: Some("absent".into()),
-                ..SearchFilter::default()
-            },
-        );
+        let text = |needle: &str| {
+            logs_where(
+                "t1",
+                None,
+                None,
+                &SearchFilter {
+                    text: Some(needle.into()),
+                    ..SearchFilter::default()
+                },
+            )
+        };
+        let (common, absent) = (text("common"), text("absent"));
         assert!(estimated_matches(&conn, &common).unwrap() >= MANY_MATCHES);
         assert_eq!(estimated_matches(&conn, &absent).unwrap(), 0);
     }
