@@ -4,7 +4,7 @@ use callscope_model::{Call, Level, LevelCounts, Timestamp};
 use duckdb::{Connection, OptionalExt as _, types::Value};
 use uuid::Uuid;
 
-use crate::{CallFilter, Result, query::push_in};
+use crate::{CallFilter, Result, query::push_in, summary::call_key};
 
 /// A page of the calls list, newest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,9 +151,9 @@ pub(crate) fn list_calls(
 pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result<Option<Call>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS} FROM call_summary WHERE tenant = ? AND call_id = ?"
+            "SELECT {CALL_COLUMNS} FROM call_summary WHERE call_key = ?"
         ))?
-        .query_row([tenant, call_id], read_call)
+        .query_row([call_key(tenant, call_id)], read_call)
         .optional()?)
 }
 
@@ -174,8 +174,8 @@ pub struct Comment {
 
 pub(crate) fn call_exists(conn: &Connection, tenant: &str, call_id: &str) -> Result<bool> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM calls WHERE tenant = ? AND call_id = ?")?
-        .query_row([tenant, call_id], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM calls WHERE call_key = ?")?
+        .query_row([call_key(tenant, call_id)], |_| Ok(()))
         .optional()?
         .is_some())
 }

@@ -6,7 +6,8 @@
 //!
 //! `calls` holds one row per call, kept current by the writer in the same transaction
 //! as the call's records: the call's time window and counts, and the summary fields
-//! its lifecycle events feed (its columns are listed once, in `summary.rs`). The view
+//! its lifecycle events feed (its columns are listed once, in `summary.rs`). One call
+//! is looked up by `call_key`, which has a unique index. The view
 //! `call_summary` adds the derived fields. `comments` holds the team's notes on calls.
 
 use duckdb::Connection;
@@ -14,7 +15,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -69,7 +70,7 @@ SELECT tenant, call_id, agent_id, direction, from_number, to_number, campaign_id
        ringing_duration_ms, bot_duration_ms, billed_duration_ms,
        hangup_reason, hangup_source, recording_url, trace_id,
        log_count, debug_count, info_count, warning_count, error_count, critical_count,
-       first_ts, last_ts
+       first_ts, last_ts, call_key
 FROM calls;
 ";
 
@@ -100,6 +101,13 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             "ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {ty};"
         ))?;
     }
+    // Version 2 files: fill in `call_key`, then index it. (A later column added above
+    // still works with the index present: DuckDB refuses to alter indexed columns only.)
+    conn.execute_batch(&format!(
+        "UPDATE calls SET call_key = {} WHERE call_key IS NULL;\n\
+         CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);",
+        crate::summary::CALL_KEY_SQL
+    ))?;
     conn.execute_batch(CALL_SUMMARY_VIEW)?;
     let found: Option<String> = conn
         .query_row(

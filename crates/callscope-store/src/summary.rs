@@ -193,6 +193,8 @@ fn outcome_status(o: CallOutcome) -> &'static str {
 /// Per-call counts and summary fields a batch adds to the `calls` table.
 #[derive(Debug, Clone)]
 pub(crate) struct CallDelta {
+    /// [`call_key`] of `tenant` and `call_id`.
+    pub(crate) key: String,
     pub(crate) tenant: String,
     pub(crate) call_id: String,
     pub(crate) first_ts: i64,
@@ -207,6 +209,7 @@ pub(crate) struct CallDelta {
 impl CallDelta {
     pub(crate) fn new(tenant: &str, call_id: &str, ts: i64) -> Self {
         Self {
+            key: call_key(tenant, call_id),
             tenant: tenant.to_owned(),
             call_id: call_id.to_owned(),
             first_ts: ts,
@@ -291,7 +294,20 @@ fn term(d: &CallDelta) -> Option<&Terminal> {
     d.lifecycle.terminal.as_ref()
 }
 
-/// The `calls` columns, in table order. `tenant` and `call_id` are the key.
+/// One column that names a call within its tenant: the tenant's length in bytes, `:`,
+/// the tenant, then the call id. The length prefix keeps it unambiguous whatever the
+/// two contain. `calls` has a unique index on it, and a look-up of one call filters on
+/// this column alone, the only shape DuckDB answers from an ART index (a filter on
+/// `tenant` and `call_id` scans the whole table: 3 ms at 100 k calls, against 0.6 ms).
+pub(crate) fn call_key(tenant: &str, call_id: &str) -> String {
+    format!("{}:{tenant}{call_id}", tenant.len())
+}
+
+/// [`call_key`] in SQL, over a row's `tenant` and `call_id`.
+pub(crate) const CALL_KEY_SQL: &str = "strlen(tenant)::VARCHAR || ':' || tenant || call_id";
+
+/// The `calls` columns, in table order. `tenant` and `call_id` are the key, and
+/// `call_key` is the two in one column.
 const COLUMNS: &[Column] = &[
     txt!("tenant", |d| Some(d.tenant.as_str())),
     txt!("call_id", |d| Some(d.call_id.as_str())),
@@ -344,6 +360,8 @@ const COLUMNS: &[Column] = &[
         .and_then(|t| t.hangup_reason.as_deref())),
     txt!("hangup_source", |d| term(d)
         .and_then(|t| t.hangup_source.as_deref())),
+    // Last, so files from before it get it appended (`schema::migrate`).
+    txt!("call_key", |d| Some(d.key.as_str())),
 ];
 
 /// Opening fields: each moves with the time of the event that supplied it.
@@ -442,10 +460,11 @@ pub(crate) fn merge_sql() -> String {
             "{c} = CASE WHEN {wins} THEN excluded.{c} ELSE calls.{c} END"
         ));
     }
-    debug_assert_eq!(set.len() + 2, COLUMNS.len());
+    // Everything but the key columns (`tenant`, `call_id`, `call_key`) is folded.
+    debug_assert_eq!(set.len() + 3, COLUMNS.len());
     format!(
         "MERGE INTO calls USING _call_delta AS excluded \
-         ON calls.tenant = excluded.tenant AND calls.call_id = excluded.call_id\n\
+         ON calls.call_key = excluded.call_key\n\
          WHEN MATCHED THEN UPDATE SET {}\n\
          WHEN NOT MATCHED THEN INSERT *",
         set.join(",\n    ")
@@ -612,7 +631,8 @@ mod tests {
     #[test]
     fn the_merge_names_every_column_once() {
         let sql = merge_sql();
-        for c in COLUMNS.iter().skip(2) {
+        // Every column but the keys (`tenant`, `call_id` first, `call_key` last).
+        for c in &COLUMNS[2..COLUMNS.len() - 1] {
             assert!(
                 sql.contains(&format!("\n    {} = ", c.name))
                     || sql.contains(&format!("SET {} = ", c.name)),
@@ -621,5 +641,9 @@ mod tests {
             );
         }
         assert!(delta_batch(&[]).unwrap().num_columns() == COLUMNS.len());
+        assert!(
+            !sql.contains("\n    call_key = ") && !sql.contains("SET call_key = "),
+            "the key is never updated"
+        );
     }
 }

@@ -490,14 +490,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
-    let mut index: std::collections::HashMap<(String, String), usize> =
-        std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out: Vec<CallDelta> = Vec::with_capacity(deltas.len());
     for d in deltas {
-        match index.get(&(d.tenant.clone(), d.call_id.clone())) {
+        match index.get(&d.key) {
             Some(&i) => out[i].merge(&d),
             None => {
-                index.insert((d.tenant.clone(), d.call_id.clone()), out.len());
+                index.insert(d.key.clone(), out.len());
                 out.push(d);
             }
         }
