@@ -11,6 +11,8 @@
 //! `GET /v1/calls/{id}/logs` does; each search iteration runs one search as
 //! `POST /v1/logs/search` does. Criterion reports the mean; the percentiles over every
 //! timed query are printed after each case (the targets are stated as percentiles).
+//! `CALLSCOPE_BENCH_MEMORY_LIMIT` (for example `2GB`) sets DuckDB's buffer pool
+//! (`storage.memory_limit`) instead of the store's default.
 
 #![allow(missing_docs)]
 
@@ -45,10 +47,14 @@ fn queries(c: &mut Criterion) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let defaults = StoreConfig::default();
     let store = Store::open(&StoreConfig {
         path: path.clone(),
         retention_days: 0,
-        ..StoreConfig::default()
+        // DuckDB's buffer pool: the store's default unless set.
+        memory_limit: std::env::var("CALLSCOPE_BENCH_MEMORY_LIMIT")
+            .unwrap_or(defaults.memory_limit.clone()),
+        ..defaults
     })
     .expect("opens");
     let records: i64 = rt
