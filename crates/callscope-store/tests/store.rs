@@ -438,15 +438,21 @@ async fn survives_restart_and_purges_by_retention() {
 
     let deleted = store.purge_before(Timestamp(T0 + 6_000)).await.unwrap();
     assert_eq!(deleted, 6);
-    assert_eq!(
-        store
-            .call_logs("acme", "c1", q())
-            .await
-            .unwrap()
-            .unwrap()
-            .total_count,
-        6
-    );
+    let page = store.call_logs("acme", "c1", q()).await.unwrap().unwrap();
+    assert_eq!(page.total_count, 6);
+    // The call the cut-off went through counts only what is left of it.
+    let summary = store.call("acme", "c1").await.unwrap().unwrap();
+    assert_eq!(summary.log_count, 6);
+    for level in [
+        Level::Debug,
+        Level::Info,
+        Level::Warning,
+        Level::Error,
+        Level::Critical,
+    ] {
+        let left = page.records.iter().filter(|r| r.level == level).count() as u64;
+        assert_eq!(summary.level_counts.get(level), left, "{level:?}");
+    }
     store.shutdown().await.unwrap();
 }
 
