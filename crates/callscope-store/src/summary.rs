@@ -411,6 +411,38 @@ pub(crate) fn columns() -> impl Iterator<Item = (&'static str, &'static str)> {
         .map(|c| (c.name, if c.number { "BIGINT" } else { "VARCHAR" }))
 }
 
+/// The per-level count columns of `calls`, in `Level::code()` order (1 = DEBUG).
+const LEVEL_COUNTS: [&str; 5] = [
+    "debug_count",
+    "info_count",
+    "warning_count",
+    "error_count",
+    "critical_count",
+];
+
+/// The statement a purge runs before deleting the records older than its cut-off (each
+/// `?` is the cut-off): a call the cut-off goes through keeps its row, so it loses the
+/// counts of what is deleted of it, and its window starts at the cut-off at the
+/// earliest. Calls wholly before the cut-off are deleted after it.
+pub(crate) fn purge_sql() -> String {
+    let mut set = vec![
+        "first_ts = greatest(calls.first_ts, ?)".to_owned(),
+        "log_count = calls.log_count - d.n".to_owned(),
+    ];
+    let mut count = vec!["count(*) AS n".to_owned()];
+    for (code, c) in (1..).zip(LEVEL_COUNTS) {
+        set.push(format!("{c} = calls.{c} - d.n{code}"));
+        count.push(format!("count(*) FILTER (WHERE level = {code}) AS n{code}"));
+    }
+    format!(
+        "UPDATE calls SET {}\n\
+         FROM (SELECT tenant, call_id, {} FROM logs WHERE ts < ? GROUP BY tenant, call_id) AS d\n\
+         WHERE calls.tenant = d.tenant AND calls.call_id = d.call_id AND calls.last_ts >= ?",
+        set.join(", "),
+        count.join(", "),
+    )
+}
+
 /// [`merge_sql`], built once.
 pub(crate) static MERGE_CALLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(merge_sql);
 
@@ -425,14 +457,7 @@ pub(crate) fn merge_sql() -> String {
         "first_ts = least(calls.first_ts, excluded.first_ts)".to_owned(),
         "last_ts = greatest(calls.last_ts, excluded.last_ts)".to_owned(),
     ];
-    for c in [
-        "log_count",
-        "debug_count",
-        "info_count",
-        "warning_count",
-        "error_count",
-        "critical_count",
-    ] {
+    for c in std::iter::once("log_count").chain(LEVEL_COUNTS) {
         set.push(format!("{c} = calls.{c} + excluded.{c}"));
     }
     for c in ["agent_id", "trace_id"] {

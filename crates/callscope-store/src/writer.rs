@@ -453,26 +453,8 @@ impl Writer {
             )?;
             tx.execute_batch(rollup::UPSERT)?;
             tx.execute("DELETE FROM log_counts WHERE minute < ? OR n = 0", [minute])?;
-            // A call the cut-off goes through keeps its row but loses the counts of
-            // what is deleted of it; its window starts at the cut-off at the earliest.
             tx.execute(
-                "UPDATE calls SET
-                     log_count = calls.log_count - d.n,
-                     debug_count = calls.debug_count - d.n1,
-                     info_count = calls.info_count - d.n2,
-                     warning_count = calls.warning_count - d.n3,
-                     error_count = calls.error_count - d.n4,
-                     critical_count = calls.critical_count - d.n5,
-                     first_ts = greatest(calls.first_ts, ?)
-                 FROM (SELECT tenant, call_id, count(*) AS n,
-                              count(*) FILTER (WHERE level = 1) AS n1,
-                              count(*) FILTER (WHERE level = 2) AS n2,
-                              count(*) FILTER (WHERE level = 3) AS n3,
-                              count(*) FILTER (WHERE level = 4) AS n4,
-                              count(*) FILTER (WHERE level = 5) AS n5
-                       FROM logs WHERE ts < ? GROUP BY tenant, call_id) AS d
-                 WHERE calls.tenant = d.tenant AND calls.call_id = d.call_id
-                   AND calls.last_ts >= ?",
+                &summary::purge_sql(),
                 duckdb::params![before_ns, before_ns, before_ns],
             )?;
             let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
