@@ -172,12 +172,9 @@ pub struct Comment {
     pub created_at: Timestamp,
 }
 
+/// Does `tenant` have a call `call_id`? (Acknowledged records count, folded or not.)
 pub(crate) fn call_exists(conn: &Connection, tenant: &str, call_id: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM calls WHERE call_key = ?")?
-        .query_row([call_key(tenant, call_id)], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(crate::query::call_window(conn, tenant, call_id)?.is_some())
 }
 
 /// Stores a comment; `None` when `tenant` has no call `call_id`.

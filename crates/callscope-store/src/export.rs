@@ -808,7 +808,7 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
     if format == ExportFormat::Parquet {
         let file = TempFile::new(&dir, "parquet");
         let path = file.0.clone();
-        store.read(move |c| write_parquet(c, &q, &path)).await?;
+        store.read_now(move |c| write_parquet(c, &q, &path)).await?;
         return send_file(store, tx, file).await;
     }
 
@@ -819,7 +819,7 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
         }
         let q2 = q.clone();
         let (next, bytes) = store
-            .read(move |c| {
+            .read_now(move |c| {
                 let (mut sink, mut pager) = state;
                 let rows = pager.next_chunk(c, &q2)?;
                 sink.write_rows(&q2, &rows)?;
@@ -907,7 +907,7 @@ pub(crate) async fn call_logs(
 ) -> Result<Option<ExportStream>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     let Some(window) = store
-        .read(move |conn| query::call_window(conn, &t, &c))
+        .read_now(move |conn| query::call_window(conn, &t, &c))
         .await?
     else {
         return Ok(None);
@@ -976,6 +976,9 @@ pub(crate) async fn calls(
     filter: &CallFilter,
     format: ExportFormat,
 ) -> Result<ExportStream> {
+    // The export reads `calls` chunk by chunk without waiting again: it covers what was
+    // acknowledged when it started.
+    store.sync().await?;
     let (where_sql, params) = crate::calls::call_where(tenant, filter);
     let q = ExportQuery {
         sheet: "calls",

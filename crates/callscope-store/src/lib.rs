@@ -156,6 +156,7 @@ struct Inner {
     schema: duckdb::arrow::datatypes::SchemaRef,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
+    journal: Arc<writer::Journal>,
 }
 
 /// The call-log store. Cheap to clone; every clone shares one database.
@@ -201,6 +202,7 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::default());
         let queue_records = config.queue_records.max(1);
         let (tx, rx) = mpsc::channel();
+        let journal = Arc::new(writer::Journal::default());
         let w = writer::Writer::new(
             conn,
             rx,
@@ -211,6 +213,7 @@ impl Store {
                 config: config.clone(),
                 readers: readers.clone(),
             },
+            journal.clone(),
         )?;
         let handle = std::thread::Builder::new()
             .name("callscope-writer".into())
@@ -230,6 +233,7 @@ impl Store {
                 schema: prepare::logs_schema(),
                 writer_thread: Mutex::new(Some(handle)),
                 path,
+                journal,
             }),
         };
         if config.retention_days > 0 {
@@ -353,11 +357,44 @@ impl Store {
         &self.inner.path
     }
 
-    /// Runs `f` with a reader connection on a blocking thread.
+    /// Runs `f` with a reader connection on a blocking thread, once `calls` and
+    /// `log_counts` hold every acknowledged record (see [`Store::sync`]).
     ///
     /// # Errors
-    /// Whatever `f` returns, or [`Error::Closed`] if the blocking task was cancelled.
+    /// Whatever `f` returns, [`Error::Unavailable`] when the summaries could not be
+    /// brought up to date, or [`Error::Closed`] if the blocking task was cancelled.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.sync().await?;
+        self.read_now(f).await
+    }
+
+    /// Waits until `calls` and `log_counts` account for every record acknowledged so
+    /// far. Group commits journal their summaries and the writer folds the journal in
+    /// about once a second; this asks for the fold now when anything is pending, and
+    /// returns at once when nothing is.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the fold failed; [`Error::Closed`] after
+    /// [`Store::shutdown`].
+    pub async fn sync(&self) -> Result<()> {
+        let Some(rx) = self.inner.journal.request() else {
+            return Ok(());
+        };
+        {
+            let tx = self.inner.tx.lock();
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(writer::Command::Fold).map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Store::read`] without waiting for the summaries: for reads of `logs` alone, or
+    /// of one call's window ([`query::call_window`] reads the journal too).
+    pub(crate) async fn read_now<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -408,7 +445,7 @@ impl Store {
         query: LogQuery,
     ) -> Result<Option<LogPage>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read(move |c| query::call_logs(c, &tenant, &call_id, &query))
+        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
     }
 
@@ -495,7 +532,7 @@ impl Store {
             author.to_owned(),
             text.to_owned(),
         );
-        self.read(move |c| calls::add_comment(c, &args.0, &args.1, &args.2, &args.3))
+        self.read_now(move |c| calls::add_comment(c, &args.0, &args.1, &args.2, &args.3))
             .await
     }
 
@@ -505,7 +542,7 @@ impl Store {
     /// A database error.
     pub async fn comments(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<Comment>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read(move |c| calls::comments(c, &tenant, &call_id))
+        self.read_now(move |c| calls::comments(c, &tenant, &call_id))
             .await
     }
 
@@ -515,7 +552,7 @@ impl Store {
     /// The write failed, e.g. the hash is already stored.
     pub async fn add_api_key(&self, key_sha256: &str, tenant: &str) -> Result<()> {
         let (hash, tenant) = (key_sha256.to_owned(), tenant.to_owned());
-        self.read(move |c| {
+        self.read_now(move |c| {
             c.execute(
                 "INSERT INTO api_keys VALUES (?, ?, ?)",
                 duckdb::params![hash, tenant, callscope_model::Timestamp::now().as_nanos()],
@@ -530,7 +567,7 @@ impl Store {
     /// # Errors
     /// The query failed.
     pub async fn api_keys(&self) -> Result<Vec<(String, String)>> {
-        self.read(|c| {
+        self.read_now(|c| {
             let mut stmt = c.prepare("SELECT key_sha256, tenant FROM api_keys")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)

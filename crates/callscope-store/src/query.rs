@@ -84,25 +84,25 @@ pub(crate) fn push_in(
 }
 
 /// The call's time window (first and last record time); `None` when the tenant has
-/// no such call.
+/// no such call. It reads the journal beside `calls`, so it covers every acknowledged
+/// record without waiting for the writer to fold the journal.
 pub(crate) fn call_window(
     conn: &Connection,
     tenant: &str,
     call_id: &str,
 ) -> Result<Option<(i64, i64)>> {
-    Ok(conn
-        .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE call_key = ?")?
-        .query_row([crate::summary::call_key(tenant, call_id)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map(Some)
-        .or_else(|e| {
-            if matches!(e, duckdb::Error::QueryReturnedNoRows) {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        })?)
+    let key = crate::summary::call_key(tenant, call_id);
+    // One statement, so both tables are read as of one moment: a fold moves deltas from
+    // the journal into `calls` atomically. DuckDB still answers the `calls` branch from
+    // the `call_key` index (its filter is that equality alone).
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT min(first_ts), max(last_ts) FROM ( \
+               SELECT first_ts, last_ts FROM calls WHERE call_key = ? \
+               UNION ALL SELECT first_ts, last_ts FROM call_journal WHERE call_key = ?)",
+        )?
+        .query_row([&key, &key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(lo.zip(hi))
 }
 
 /// The `WHERE` condition (with its parameters) selecting one call's records that

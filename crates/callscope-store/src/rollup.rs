@@ -1,5 +1,6 @@
-//! `log_counts`: records counted per tenant, minute, agent, event, level and category,
-//! kept current at ingest in the same transaction as the records.
+//! `log_counts`: records counted per tenant, minute, agent, event, level and category.
+//! Each group commit appends its counts to `count_journal` in the same transaction as
+//! the records; the writer folds the journal in (see `writer.rs`, "The journal").
 //!
 //! Search answers its aggregations from these counts instead of grouping every stored
 //! record: a search without text over ten million records reads a few thousand count
@@ -47,8 +48,11 @@ SELECT tenant, ts // 60000000000, coalesce(agent_id, ''), event, level, category
 FROM logs GROUP BY ALL;
 ";
 
-pub(crate) const SCRATCH_DDL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS _count_delta (
+/// The columns of `count_journal` and of the scratch table `_count_delta`: those of
+/// `log_counts`, without its key.
+macro_rules! count_columns {
+    () => {
+        "
     tenant   VARCHAR  NOT NULL,
     minute   BIGINT   NOT NULL,
     agent_id VARCHAR  NOT NULL,
@@ -56,8 +60,31 @@ CREATE TEMP TABLE IF NOT EXISTS _count_delta (
     level    UTINYINT NOT NULL,
     category UTINYINT NOT NULL,
     n        BIGINT   NOT NULL
+"
+    };
+}
+
+/// The counts each group commit appends, until the writer folds them into `log_counts`.
+pub(crate) const JOURNAL_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS count_journal (",
+    count_columns!(),
+    ");"
 );
+
+/// Sums `count_journal` per key into the scratch table `_count_delta`, which
+/// [`UPSERT`] then folds into `log_counts`.
+pub(crate) const JOURNAL_TO_SCRATCH: &str = "
+DELETE FROM _count_delta;
+INSERT INTO _count_delta
+SELECT tenant, minute, agent_id, event, level, category, sum(n)::BIGINT
+FROM count_journal GROUP BY ALL HAVING sum(n) <> 0;
 ";
+
+pub(crate) const SCRATCH_DDL: &str = concat!(
+    "CREATE TEMP TABLE IF NOT EXISTS _count_delta (",
+    count_columns!(),
+    ");"
+);
 
 pub(crate) const UPSERT: &str = "
 INSERT INTO log_counts SELECT * FROM _count_delta
@@ -144,20 +171,16 @@ impl Counts {
         RecordBatch::try_new(schema, columns).map_err(|e| Error::Corrupt(e.to_string()))
     }
 
-    /// Folds the counts into `log_counts`, inside the caller's transaction.
-    pub(crate) fn write(&self, conn: &Connection) -> Result<()> {
+    /// Appends the counts to `count_journal`, inside the caller's transaction; the
+    /// writer folds them into `log_counts` later. Returns whether there were any.
+    pub(crate) fn write(&self, conn: &Connection) -> Result<bool> {
         if self.rows.iter().all(|(_, n)| *n == 0) {
-            return Ok(());
+            return Ok(false);
         }
-        conn.prepare_cached("DELETE FROM _count_delta")?
-            .execute([])?;
-        {
-            let mut app = conn.appender("_count_delta")?;
-            app.append_record_batch(self.batch()?)?;
-            app.flush()?;
-        }
-        conn.prepare_cached(UPSERT)?.execute([])?;
-        Ok(())
+        let mut app = conn.appender("count_journal")?;
+        app.append_record_batch(self.batch()?)?;
+        app.flush()?;
+        Ok(true)
     }
 }
 

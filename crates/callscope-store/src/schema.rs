@@ -4,18 +4,23 @@
 //! so DuckDB's per-row-group min/max statistics on `ts` let a query that knows a time
 //! window skip most of the table; the per-call query gets that window from `calls`.
 //!
-//! `calls` holds one row per call, kept current by the writer in the same transaction
-//! as the call's records: the call's time window and counts, and the summary fields
-//! its lifecycle events feed (its columns are listed once, in `summary.rs`). One call
-//! is looked up by `call_key`, which has a unique index. The view
-//! `call_summary` adds the derived fields. `comments` holds the team's notes on calls.
+//! `calls` holds one row per call: the call's time window and counts, and the summary
+//! fields its lifecycle events feed (its columns are listed once, in `summary.rs`). One
+//! call is looked up by `call_key`, which has a unique index. The view `call_summary`
+//! adds the derived fields. `comments` holds the team's notes on calls.
+//!
+//! `call_journal` and `count_journal` are the summaries' write-ahead part: each group
+//! commit appends its per-call deltas and its counts there, in the same transaction as
+//! its records, and the writer folds them into `calls` and `log_counts` later (see
+//! `writer.rs`, "The journal"). A crash between the two leaves the deltas in the
+//! journal, and the next open folds them.
 
 use duckdb::Connection;
 
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -107,6 +112,13 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         "UPDATE calls SET call_key = {} WHERE call_key IS NULL;\n\
          CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);",
         crate::summary::CALL_KEY_SQL
+    ))?;
+    // Version 4: the summaries' journal. A file written by this version must not be
+    // opened by an older build, which would ignore what the journal still holds.
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS call_journal (\n{}\n);\n{}",
+        crate::summary::column_ddl(false),
+        crate::rollup::JOURNAL_DDL
     ))?;
     conn.execute_batch(CALL_SUMMARY_VIEW)?;
     let found: Option<String> = conn

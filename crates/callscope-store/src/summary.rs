@@ -2,8 +2,9 @@
 //! call's records.
 //!
 //! Each batch folds its records into a [`CallDelta`] per call (counts, time window and
-//! the summary fields its lifecycle events carry); the writer merges the deltas into
-//! `calls` with one `MERGE`. Every merge is a commutative "keep the earliest" choice, so
+//! the summary fields its lifecycle events carry). A group commit appends its deltas to
+//! `call_journal`; the writer later sums the journal per call ([`journal_sql`]) and
+//! merges that into `calls` with one `MERGE` ([`merge_sql`]). Every merge is a commutative "keep the earliest" choice, so
 //! the summary is the same whatever order records arrive in, and a record stored twice
 //! is dropped before it reaches a delta:
 //! - counts add up; the window widens;
@@ -493,6 +494,51 @@ pub(crate) fn merge_sql() -> String {
          WHEN MATCHED THEN UPDATE SET {}\n\
          WHEN NOT MATCHED THEN INSERT *",
         set.join(",\n    ")
+    )
+}
+
+/// [`journal_sql`], built once.
+pub(crate) static JOURNAL_TO_SCRATCH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(journal_sql);
+
+/// The statement that sums `call_journal` per call into the scratch table
+/// `_call_delta`: the same fold as [`CallDelta::merge`], as aggregates.
+///
+/// Counts add up and the window widens; `agent_id` and `trace_id` come from the
+/// earliest delta that has one; each opening field is the value of its earliest event
+/// (ties: the smaller value) and the terminal group comes whole from the earliest
+/// terminal event (ties: the smaller record id). `arg_min_null` keeps a `NULL` of the
+/// winning row (a terminal event without a duration), where `arg_min` would skip it.
+pub(crate) fn journal_sql() -> String {
+    let mut select = Vec::with_capacity(COLUMNS.len());
+    for c in COLUMNS {
+        let n = c.name;
+        let expr = if let Some((v, k)) = PICKED.iter().find(|(v, k)| *v == n || *k == n) {
+            if n == *k {
+                format!("min({k})")
+            } else {
+                format!("arg_min_null({v}, ({k}, {v})) FILTER (WHERE {k} IS NOT NULL)")
+            }
+        } else if TERMINAL.contains(&n) {
+            format!("arg_min_null({n}, (end_ts, end_id)) FILTER (WHERE end_ts IS NOT NULL)")
+        } else {
+            match n {
+                "tenant" | "call_id" => format!("any_value({n})"),
+                "call_key" => n.to_owned(),
+                "first_ts" | "open_ts" | "start_ts" => format!("min({n})"),
+                "last_ts" => format!("max({n})"),
+                "agent_id" | "trace_id" => format!("arg_min({n}, first_ts)"),
+                _ if n == "log_count" || LEVEL_COUNTS.contains(&n) => {
+                    format!("sum({n})::BIGINT")
+                }
+                _ => unreachable!("calls column {n} has no journal fold"),
+            }
+        };
+        select.push(format!("{expr} AS {n}"));
+    }
+    format!(
+        "INSERT INTO _call_delta\nSELECT {}\nFROM call_journal GROUP BY call_key",
+        select.join(",\n       ")
     )
 }
 

@@ -2,6 +2,22 @@
 //! requests are waiting into one transaction (group commit), drops records already
 //! stored, and answers every request in the group only after `COMMIT` returned.
 //!
+//! # The journal
+//!
+//! A group commit appends its records to `logs`, and its per-call deltas and counts to
+//! `call_journal` and `count_journal`: three appends, no update. Folding the journal
+//! into `calls` and `log_counts` (a `MERGE` and an upsert, both through ART indexes)
+//! cost more than the rest of the group together, so it happens once per
+//! [`FOLD_EVERY`] for every group since, not once per group. Between folds the journal
+//! is part of the committed state:
+//! - a read that needs `calls` or `log_counts` asks for a fold first and waits for it
+//!   ([`Journal::request`]; the writer folds between two groups, ahead of the queue);
+//!   looking up one call's window reads the journal beside `calls` instead, so a call's
+//!   page never waits for the writer;
+//! - a crash leaves the deltas in the journal, committed with their records, and the
+//!   next open folds them before anything else;
+//! - a purge and a shutdown fold first.
+//!
 //! When a write fails and DuckDB has invalidated the database instance (it does when a
 //! checkpoint fails, e.g. on a full disk), the writer closes the instance and reopens the
 //! file, at most once per [`REOPEN_INTERVAL`], failing appends fast in between.
@@ -11,7 +27,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc,
+        mpsc::{self, RecvTimeoutError},
     },
     time::{Duration, Instant},
 };
@@ -20,6 +36,7 @@ use duckdb::{
     Connection,
     arrow::{array::BooleanArray, compute::filter_record_batch, record_batch::RecordBatch},
 };
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use uuid::Uuid;
 
@@ -34,6 +51,38 @@ use crate::{
 
 /// How often the writer tries to reopen a database that DuckDB invalidated.
 pub(crate) const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long deltas may wait in the journal while the writer is busy, and how long an
+/// idle writer waits before folding them.
+pub(crate) const FOLD_EVERY: Duration = Duration::from_secs(1);
+
+/// What the writer and the readers share about the journal.
+#[derive(Default)]
+pub(crate) struct Journal {
+    /// Does the journal hold deltas not yet folded? Set before the group's requests are
+    /// answered, so a read that starts after an acknowledgement sees it.
+    pending: AtomicBool,
+    /// Reads waiting for the next fold.
+    waiters: Mutex<Vec<oneshot::Sender<Result<()>>>>,
+}
+
+impl Journal {
+    /// Does the journal hold deltas not yet folded?
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Registers a read that needs the journal folded; the caller then wakes the writer
+    /// with [`Command::Fold`] and awaits the receiver. `None` when nothing is pending.
+    pub(crate) fn request(&self) -> Option<oneshot::Receiver<Result<()>>> {
+        if !self.is_pending() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().push(tx);
+        Some(rx)
+    }
+}
 
 /// What the writer needs to reopen the database.
 pub(crate) struct Reopen {
@@ -68,6 +117,8 @@ pub(crate) enum Command {
     },
     /// A query found the database invalidated: reopen it if it is.
     CheckHealth,
+    /// A read is waiting for the journal to be folded ([`Journal::request`]).
+    Fold,
 }
 
 /// Where a group commit's time went, for the debug log.
@@ -77,9 +128,9 @@ struct Phases {
     dedupe: Duration,
     /// Appending the records to `logs`.
     append: Duration,
-    /// Folding the group's call summaries into `calls`.
+    /// Appending the group's call deltas to `call_journal`.
     calls: Duration,
-    /// Folding the group's counts into `log_counts`.
+    /// Appending the group's counts to `count_journal`.
     counts: Duration,
     /// `COMMIT`: the WAL write and its fsync.
     commit: Duration,
@@ -95,6 +146,8 @@ pub(crate) struct Writer {
     reopen: Reopen,
     /// While the database is closed: when it was last tried, and why it is closed.
     closed: Option<(Instant, String)>,
+    journal: Arc<Journal>,
+    last_fold: Instant,
 }
 
 fn scratch_ddl() -> String {
@@ -114,9 +167,10 @@ impl Writer {
         metrics: Arc<StoreMetrics>,
         max_group_rows: usize,
         reopen: Reopen,
+        journal: Arc<Journal>,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
-        Ok(Self {
+        let writer = Self {
             conn: Some(conn),
             rx,
             ready,
@@ -124,7 +178,12 @@ impl Writer {
             max_group_rows,
             reopen,
             closed: None,
-        })
+            journal,
+            last_fold: Instant::now(),
+        };
+        // What a crash left in the journal is folded before anything is served.
+        writer.fold_journal()?;
+        Ok(writer)
     }
 
     /// The write connection, reopening the database first if it is closed (at most once
@@ -191,6 +250,8 @@ impl Writer {
                 *readers.pool.lock() = pool;
                 self.conn = Some(conn);
                 self.closed = None;
+                // The last group may have committed before the instance failed.
+                self.journal.pending.store(true, Ordering::Release);
                 tracing::info!("Reopened the database.");
             }
             Err(e) => {
@@ -204,7 +265,21 @@ impl Writer {
     /// Runs until a shutdown command arrives or every sender is gone.
     pub(crate) fn run(mut self) {
         let mut group = Vec::new();
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            let received = if self.journal.is_pending() {
+                self.rx
+                    .recv_timeout(FOLD_EVERY.saturating_sub(self.last_fold.elapsed()))
+            } else {
+                self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            let first = match received {
+                Ok(cmd) => cmd,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fold();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut rows = 0usize;
             let mut next = Some(first);
             // Gather what is already waiting, up to the group limit; a purge or
@@ -227,8 +302,18 @@ impl Writer {
                         self.commit_group(&mut group);
                         match other {
                             Command::Purge { before_ns, reply } => {
-                                let _ = reply.send(self.purge(before_ns));
+                                // The purge corrects `calls`, so it must hold everything.
+                                self.fold();
+                                let result = if self.journal.is_pending() {
+                                    Err(Error::Unavailable(
+                                        "the call summaries could not be brought up to date".into(),
+                                    ))
+                                } else {
+                                    self.purge(before_ns)
+                                };
+                                let _ = reply.send(result);
                             }
+                            Command::Fold => self.fold_if_due(),
                             Command::CheckHealth => {
                                 if self.conn.is_some() {
                                     self.check_health();
@@ -237,6 +322,7 @@ impl Writer {
                                 }
                             }
                             Command::Shutdown { reply } => {
+                                self.fold();
                                 // A closed database has nothing to checkpoint: what
                                 // was committed is in the file and its WAL.
                                 let result = self.conn.as_ref().map_or(Ok(()), |c| {
@@ -251,7 +337,76 @@ impl Writer {
                 }
             }
             self.commit_group(&mut group);
+            self.fold_if_due();
         }
+    }
+
+    /// Folds the journal if a read is waiting for it or it has waited [`FOLD_EVERY`].
+    fn fold_if_due(&mut self) {
+        if !self.journal.waiters.lock().is_empty()
+            || (self.journal.is_pending() && self.last_fold.elapsed() >= FOLD_EVERY)
+        {
+            self.fold();
+        }
+    }
+
+    /// Folds the journal and answers the reads waiting for it.
+    fn fold(&mut self) {
+        self.last_fold = Instant::now();
+        let result = if self.journal.is_pending() {
+            self.connection()
+                .map(|_| ())
+                .and_then(|()| self.fold_journal())
+        } else {
+            Ok(())
+        };
+        let result = match result {
+            Ok(()) => {
+                self.journal.pending.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(conn) = &self.conn {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.check_health();
+                tracing::error!(error = %e, "Folding the call summaries failed; will retry.");
+                Err(e.to_string())
+            }
+        };
+        let waiters = std::mem::take(&mut *self.journal.waiters.lock());
+        for w in waiters {
+            let _ = w.send(result.clone().map_err(Error::Unavailable));
+        }
+    }
+
+    /// Folds `call_journal` into `calls` and `count_journal` into `log_counts`, and
+    /// empties both, in one transaction.
+    fn fold_journal(&self) -> Result<()> {
+        let Some(conn) = &self.conn else {
+            return Err(Error::Closed);
+        };
+        let started = Instant::now();
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        conn.prepare_cached("DELETE FROM _call_delta")?
+            .execute([])?;
+        // Prepared afresh each time: a cached prepared copy of this `INSERT … SELECT …
+        // GROUP BY`, executed again, filled the scratch table with one row and a
+        // garbled key (DuckDB 1.5.5).
+        let calls = conn.execute(&summary::JOURNAL_TO_SCRATCH, [])?;
+        if calls > 0 {
+            conn.prepare_cached(&summary::MERGE_CALLS)?.execute([])?;
+        }
+        conn.execute_batch(rollup::JOURNAL_TO_SCRATCH)?;
+        conn.execute_batch(rollup::UPSERT)?;
+        conn.execute_batch("DELETE FROM call_journal; DELETE FROM count_journal;")?;
+        conn.execute_batch("COMMIT")?;
+        tracing::debug!(
+            calls,
+            fold_us = started.elapsed().as_micros(),
+            "Folded the journal."
+        );
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]
@@ -382,21 +537,21 @@ impl Writer {
             app.flush()?;
         }
         phases.append = lap();
-        if !deltas.is_empty() {
-            conn.prepare_cached("DELETE FROM _call_delta")?
-                .execute([])?;
+        let journaled = !deltas.is_empty();
+        if journaled {
             let merged = merge_deltas(deltas);
-            let mut app = conn.appender("_call_delta")?;
+            let mut app = conn.appender("call_journal")?;
             app.append_record_batch(summary::delta_batch(&merged)?)?;
             app.flush()?;
-            drop(app);
-            conn.prepare_cached(&summary::MERGE_CALLS)?.execute([])?;
         }
         phases.calls = lap();
-        counts.write(conn)?;
+        let counted = counts.write(conn)?;
         phases.counts = lap();
         conn.execute_batch("COMMIT")?;
         phases.commit = lap();
+        if journaled || counted {
+            self.journal.pending.store(true, Ordering::Release);
+        }
         Ok(receipts)
     }
 

@@ -842,5 +842,5 @@ async fn counts_are_backfilled_for_older_files() {
         })
         .await
         .unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
 }

@@ -218,7 +218,10 @@ async fn one_call_is_read_through_the_call_key_index_also_in_older_files() {
     let plan: String = store
         .read(|c| {
             Ok(c.query_row(
-                "EXPLAIN ANALYZE SELECT first_ts, last_ts FROM calls WHERE call_key = '4:acmecall-7'",
+                // The shape of the page's call-window look-up (`calls` and the journal).
+                "EXPLAIN ANALYZE SELECT min(first_ts), max(last_ts) FROM ( \
+                   SELECT first_ts, last_ts FROM calls WHERE call_key = '4:acmecall-7' \
+                   UNION ALL SELECT first_ts, last_ts FROM call_journal WHERE call_key = '4:acmecall-7')",
                 [],
                 |r| r.get(1),
             )?)
@@ -453,6 +456,78 @@ async fn survives_restart_and_purges_by_retention() {
         let left = page.records.iter().filter(|r| r.level == level).count() as u64;
         assert_eq!(summary.level_counts.get(level), left, "{level:?}");
     }
+    store.shutdown().await.unwrap();
+}
+
+/// Group commits journal their call summaries and counts; the writer folds the journal
+/// into `calls` and `log_counts` later. A crash in between leaves the journal committed
+/// beside the records, and opening the file folds it before anything is served.
+#[tokio::test]
+async fn a_journal_left_by_a_crash_is_folded_when_the_file_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(call("acme", "c1", 7)).await.unwrap();
+    store.append(call("acme", "c1", 9)).await.unwrap(); // two new records
+    store.append(call("globex", "c2", 3)).await.unwrap();
+    // The page sees acknowledged records before any fold: its window reads the journal.
+    let q = || query(PageAt::Page(1), 100, Order::Asc);
+    let page = store.call_logs("acme", "c1", q()).await.unwrap().unwrap();
+    assert_eq!(page.total_count, 9);
+
+    // The files as a crash now leaves them: everything committed, nothing folded (the
+    // writer folds once a second while it is busy, and only then when idle).
+    let crashed = tempfile::tempdir().unwrap();
+    for name in ["calls.duckdb", "calls.duckdb.wal"] {
+        let from = dir.path().join(name);
+        if from.exists() {
+            std::fs::copy(&from, crashed.path().join(name)).unwrap();
+        }
+    }
+    let path = crashed.path().join("calls.duckdb");
+    {
+        let c = callscope_store::duckdb::Connection::open(&path).unwrap();
+        let journal: i64 = c
+            .query_row("SELECT count(*) FROM call_journal", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            journal >= 3,
+            "the copy holds an unfolded journal ({journal} rows)"
+        );
+        let calls: i64 = c
+            .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(calls, 0, "nothing was folded before the copy");
+    }
+    store.shutdown().await.unwrap();
+
+    let store = Store::open(&StoreConfig {
+        path,
+        ..StoreConfig::default()
+    })
+    .unwrap();
+    let (c1, c2) = (
+        store.call("acme", "c1").await.unwrap().unwrap(),
+        store.call("globex", "c2").await.unwrap().unwrap(),
+    );
+    assert_eq!((c1.log_count, c2.log_count), (9, 3));
+    assert_eq!(
+        c1.level_counts.get(Level::Error),
+        1,
+        "record 4 is CALL_FAILED"
+    );
+    assert_eq!(c1.status, "failed");
+    let (journal, counted): (i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM call_journal) + (SELECT count(*) FROM count_journal), \
+                        (SELECT sum(n)::BIGINT FROM log_counts)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!((journal, counted), (0, 12));
     store.shutdown().await.unwrap();
 }
 

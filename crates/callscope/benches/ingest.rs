@@ -529,6 +529,15 @@ async fn one_run(
 /// The server child: a callscope server on ephemeral ports storing under `dir`, until
 /// a line arrives on stdin (or stdin closes).
 fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
+    // `CALLSCOPE_LOG` (e.g. `callscope_store=debug`) prints the server's own log to
+    // stderr as JSON lines: the writer's per-group phases and its journal folds.
+    if let Ok(filter) = std::env::var("CALLSCOPE_LOG") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut config = Config::default();
