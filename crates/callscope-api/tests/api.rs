@@ -318,10 +318,22 @@ async fn operations_endpoints() {
     }
     assert!(doc["components"]["schemas"]["LogRecord"].is_object());
 
+    // A calls list waits for the fold of the journalled summaries, which is timed.
+    assert_eq!(
+        get(&f.app, "/v1/calls", Some(ACME_KEY)).await.0,
+        StatusCode::OK
+    );
     let (status, text) = get(&f.app, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
     assert!(text.contains("callscope_records_stored_total 35"), "{text}");
+    let folds: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("callscope_store_fold_seconds_count "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert!(folds >= 1.0, "{text}");
     assert!(
         !text.contains("acme") && !text.contains("call-1"),
         "metrics must not reveal tenant data"

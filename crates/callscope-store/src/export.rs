@@ -907,7 +907,10 @@ pub(crate) async fn call_logs(
 ) -> Result<Option<ExportStream>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     let Some(window) = store
-        .read_now(move |conn| query::call_window(conn, &t, &c))
+        .read_now({
+            let journal = store.journal_pending();
+            move |conn| query::call_window(conn, &t, &c, journal)
+        })
         .await?
     else {
         return Ok(None);

@@ -392,6 +392,13 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Did the journal hold unfolded deltas a moment ago? When it did not, `calls`
+    /// already accounts for every request acknowledged before: the writer clears the
+    /// flag only after a fold commits, and sets it before it answers a group.
+    pub(crate) fn journal_pending(&self) -> bool {
+        self.inner.journal.is_pending()
+    }
+
     /// [`Store::read`] without waiting for the summaries: for reads of `logs` alone, or
     /// of one call's window ([`query::call_window`] reads the journal too).
     pub(crate) async fn read_now<T, F>(&self, f: F) -> Result<T>
@@ -445,7 +452,8 @@ impl Store {
         query: LogQuery,
     ) -> Result<Option<LogPage>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query))
+        let journal = self.journal_pending();
+        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query, journal))
             .await
     }
 

@@ -19,6 +19,7 @@ pub struct StoreMetrics {
     write_errors: AtomicU64,
     commit_latency: Histogram,
     ack_latency: Histogram,
+    fold_latency: Histogram,
     /// The write queue's capacity and its semaphore, read when rendering so the depth
     /// is never stale.
     queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
@@ -35,6 +36,7 @@ impl Default for StoreMetrics {
             write_errors: AtomicU64::new(0),
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
+            fold_latency: Histogram::new(LATENCY_BUCKETS),
             queue: OnceLock::new(),
             exports: Default::default(),
             export_bytes: AtomicU64::new(0),
@@ -52,6 +54,10 @@ impl StoreMetrics {
 
     pub(crate) fn record_ack_latency(&self, took: Duration) {
         self.ack_latency.observe(took);
+    }
+
+    pub(crate) fn record_fold(&self, took: Duration) {
+        self.fold_latency.observe(took);
     }
 
     pub(crate) fn record_write_error(&self) {
@@ -158,6 +164,12 @@ impl MetricsSource for StoreMetrics {
             w,
             "callscope_ingest_to_commit_seconds",
             "Time from a request reaching the write queue to its commit.",
+            &[],
+        );
+        self.fold_latency.render(
+            w,
+            "callscope_store_fold_seconds",
+            "Time to fold the journalled call summaries and counts into calls and log_counts.",
             &[],
         );
     }

@@ -1,7 +1,7 @@
 //! Read queries: one call's records, page by page.
 
 use callscope_model::{Category, Level, LogRecord, Timestamp};
-use duckdb::{Connection, types::Value};
+use duckdb::{Connection, OptionalExt, types::Value};
 use uuid::Uuid;
 
 use crate::{Error, LogFilter, LogQuery, Order, PageAt, Result};
@@ -84,14 +84,22 @@ pub(crate) fn push_in(
 }
 
 /// The call's time window (first and last record time); `None` when the tenant has
-/// no such call. It reads the journal beside `calls`, so it covers every acknowledged
-/// record without waiting for the writer to fold the journal.
+/// no such call. With `journal` (the journal had deltas pending when the read began),
+/// it reads the journal beside `calls`, so it covers every acknowledged record without
+/// waiting for the writer to fold the journal. Without it, `calls` alone already does.
 pub(crate) fn call_window(
     conn: &Connection,
     tenant: &str,
     call_id: &str,
+    journal: bool,
 ) -> Result<Option<(i64, i64)>> {
     let key = crate::summary::call_key(tenant, call_id);
+    if !journal {
+        return Ok(conn
+            .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE call_key = ?")?
+            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?);
+    }
     // One statement, so both tables are read as of one moment: a fold moves deltas from
     // the journal into `calls` atomically. DuckDB still answers the `calls` branch from
     // the `call_key` index (its filter is that equality alone).
@@ -152,8 +160,9 @@ pub(crate) fn call_logs(
     tenant: &str,
     call_id: &str,
     q: &LogQuery,
+    journal: bool,
 ) -> Result<Option<LogPage>> {
-    let Some(window) = call_window(conn, tenant, call_id)? else {
+    let Some(window) = call_window(conn, tenant, call_id, journal)? else {
         return Ok(None);
     };
     let (base, params) = call_log_where(tenant, call_id, window, &q.filter);

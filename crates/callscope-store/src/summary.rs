@@ -450,9 +450,10 @@ pub(crate) static MERGE_CALLS: std::sync::LazyLock<String> = std::sync::LazyLock
 /// The statement that merges the scratch table `_call_delta` (aliased `excluded`) into
 /// `calls`: new calls are inserted, known ones folded with the delta.
 ///
-/// `MERGE` rather than `INSERT … ON CONFLICT DO UPDATE`, which DuckDB runs slower: the
-/// writer's per-group `calls` step takes 0.82–0.85× the time it took with the upsert
-/// (BENCHMARKS.md, "Where a group commit's time goes").
+/// `MERGE` rather than `INSERT … ON CONFLICT DO UPDATE`, which DuckDB runs slower: when
+/// the writer still merged once per group, its `calls` step took 0.82–0.85× the time it
+/// took with the upsert (BENCHMARKS.md, "Where a group commit's time goes"). It now runs
+/// once per journal fold.
 pub(crate) fn merge_sql() -> String {
     let mut set = vec![
         "first_ts = least(calls.first_ts, excluded.first_ts)".to_owned(),

@@ -353,7 +353,8 @@ impl Writer {
     /// Folds the journal and answers the reads waiting for it.
     fn fold(&mut self) {
         self.last_fold = Instant::now();
-        let result = if self.journal.is_pending() {
+        let pending = self.journal.is_pending();
+        let result = if pending {
             self.connection()
                 .map(|_| ())
                 .and_then(|()| self.fold_journal())
@@ -362,6 +363,9 @@ impl Writer {
         };
         let result = match result {
             Ok(()) => {
+                if pending {
+                    self.metrics.record_fold(self.last_fold.elapsed());
+                }
                 self.journal.pending.store(false, Ordering::Release);
                 Ok(())
             }
