@@ -2,7 +2,8 @@
 //!
 //! `logs` holds one row per customer-visible record. Rows arrive in roughly time order,
 //! so DuckDB's per-row-group min/max statistics on `ts` let a query that knows a time
-//! window skip most of the table; the per-call query gets that window from `calls`.
+//! window skip most of the table; the per-call query gets that window from `calls` (and
+//! from `call_journal` while it holds unfolded deltas).
 //!
 //! `calls` holds one row per call: the call's time window and counts, and the summary
 //! fields its lifecycle events feed (its columns are listed once, in `summary.rs`). One

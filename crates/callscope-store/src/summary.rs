@@ -1,17 +1,23 @@
-//! The `calls` table: one row per call, kept current in the same transaction as the
-//! call's records.
+//! The `calls` table: one row per call, kept current by the writer from the journal its
+//! group commits append to in the same transaction as the call's records.
 //!
 //! Each batch folds its records into a [`CallDelta`] per call (counts, time window and
 //! the summary fields its lifecycle events carry). A group commit appends its deltas to
 //! `call_journal`; the writer later sums the journal per call ([`journal_sql`]) and
-//! merges that into `calls` with one `MERGE` ([`merge_sql`]). Every merge is a commutative "keep the earliest" choice, so
-//! the summary is the same whatever order records arrive in, and a record stored twice
-//! is dropped before it reaches a delta:
+//! merges that into `calls` with one `MERGE` ([`merge_sql`]). Every merge of the fields
+//! below is a commutative "keep the earliest" choice, so they are the same whatever
+//! order records arrive in, and a record stored twice is dropped before it reaches a
+//! delta:
 //! - counts add up; the window widens;
 //! - each opening field (`direction`, `from`, `to`, `campaign_id`, `recording_url`)
 //!   keeps the value of the earliest event that carried it (ties: the smaller value);
 //! - the terminal fields (`status`, `ended_at`, the durations, `hangup_*`) move as one
 //!   group and come from the earliest terminal event (ties: the smaller record id).
+//!
+//! `agent_id` and `trace_id` are the exception: they come from a record that has one,
+//! the first to reach `calls` (within one fold, the delta with the earliest first
+//! record). A call's records normally agree on both; when they don't, which one shows
+//! can depend on arrival order.
 
 use std::sync::Arc;
 

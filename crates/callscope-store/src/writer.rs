@@ -170,7 +170,12 @@ impl Writer {
         journal: Arc<Journal>,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
-        let writer = Self {
+        let left: i64 = conn.query_row(
+            "SELECT (SELECT count(*) FROM call_journal) + (SELECT count(*) FROM count_journal)",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut writer = Self {
             conn: Some(conn),
             rx,
             ready,
@@ -181,8 +186,13 @@ impl Writer {
             journal,
             last_fold: Instant::now(),
         };
-        // What a crash left in the journal is folded before anything is served.
-        writer.fold_journal()?;
+        // What a crash left in the journal is folded before anything is served. Should
+        // that fail, the store still opens: reads that need the summaries wait for the
+        // run loop's next try (every `FOLD_EVERY`), and `/readyz` says not ready.
+        if left > 0 {
+            writer.journal.pending.store(true, Ordering::Release);
+            writer.fold();
+        }
         Ok(writer)
     }
 
@@ -365,6 +375,7 @@ impl Writer {
             Ok(()) => {
                 if pending {
                     self.metrics.record_fold(self.last_fold.elapsed());
+                    self.ready.store(true, Ordering::Relaxed);
                 }
                 self.journal.pending.store(false, Ordering::Release);
                 Ok(())
@@ -374,6 +385,7 @@ impl Writer {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
                 self.check_health();
+                self.ready.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, "Folding the call summaries failed; will retry.");
                 Err(e.to_string())
             }
@@ -458,6 +470,10 @@ impl Writer {
                 self.check_health();
                 self.ready.store(false, Ordering::Relaxed);
                 self.metrics.record_write_error();
+                // A commit that reported an error may still have been durable; its
+                // records' retries are then all duplicates and journal nothing. Folding
+                // once more costs little and keeps reads from trusting `calls` alone.
+                self.journal.pending.store(true, Ordering::Release);
                 tracing::error!(error = %e, requests = group.len(), "Write failed; nothing in the group was acknowledged.");
                 let msg = e.to_string();
                 for (_, reply, _, _permit) in group.drain(..) {

@@ -464,41 +464,51 @@ async fn survives_restart_and_purges_by_retention() {
 /// beside the records, and opening the file folds it before anything is served.
 #[tokio::test]
 async fn a_journal_left_by_a_crash_is_folded_when_the_file_is_opened() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.append(call("acme", "c1", 7)).await.unwrap();
-    store.append(call("acme", "c1", 9)).await.unwrap(); // two new records
-    store.append(call("globex", "c2", 3)).await.unwrap();
-    // The page sees acknowledged records before any fold: its window reads the journal.
-    let q = || query(PageAt::Page(1), 100, Order::Asc);
-    let page = store.call_logs("acme", "c1", q()).await.unwrap().unwrap();
-    assert_eq!(page.total_count, 9);
+    // The writer folds a second after its last fold (or its start): a copy taken
+    // within that second is what a crash then leaves. A machine slow enough to miss the
+    // second gets three tries.
+    let mut crashed = None;
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store.append(call("acme", "c1", 7)).await.unwrap();
+        store.append(call("acme", "c1", 9)).await.unwrap(); // two new records
+        store.append(call("globex", "c2", 3)).await.unwrap();
+        // The page sees acknowledged records before any fold: it reads the journal.
+        let q = || query(PageAt::Page(1), 100, Order::Asc);
+        let page = store.call_logs("acme", "c1", q()).await.unwrap().unwrap();
+        assert_eq!(page.total_count, 9);
 
-    // The files as a crash now leaves them: everything committed, nothing folded (the
-    // writer folds once a second while it is busy, and only then when idle).
-    let crashed = tempfile::tempdir().unwrap();
-    for name in ["calls.duckdb", "calls.duckdb.wal"] {
-        let from = dir.path().join(name);
-        if from.exists() {
-            std::fs::copy(&from, crashed.path().join(name)).unwrap();
+        // The files as a crash now leaves them: everything committed, nothing folded.
+        let copy = tempfile::tempdir().unwrap();
+        for name in ["calls.duckdb", "calls.duckdb.wal"] {
+            let from = dir.path().join(name);
+            if from.exists() {
+                std::fs::copy(&from, copy.path().join(name)).unwrap();
+            }
+        }
+        store.shutdown().await.unwrap();
+        let c =
+            callscope_store::duckdb::Connection::open(copy.path().join("calls.duckdb")).unwrap();
+        let (journal, calls): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT count(*) FROM call_journal), (SELECT count(*) FROM calls)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        drop(c);
+        if calls == 0 {
+            assert!(
+                journal >= 3,
+                "the copy holds the unfolded journal ({journal} rows)"
+            );
+            crashed = Some(copy);
+            break;
         }
     }
+    let crashed = crashed.expect("a copy taken before the first fold");
     let path = crashed.path().join("calls.duckdb");
-    {
-        let c = callscope_store::duckdb::Connection::open(&path).unwrap();
-        let journal: i64 = c
-            .query_row("SELECT count(*) FROM call_journal", [], |r| r.get(0))
-            .unwrap();
-        assert!(
-            journal >= 3,
-            "the copy holds an unfolded journal ({journal} rows)"
-        );
-        let calls: i64 = c
-            .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(calls, 0, "nothing was folded before the copy");
-    }
-    store.shutdown().await.unwrap();
 
     let store = Store::open(&StoreConfig {
         path,
