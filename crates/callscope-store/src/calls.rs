@@ -132,15 +132,20 @@ pub(crate) fn list_calls(
     offset: u64,
 ) -> Result<CallPage> {
     let (w, params) = call_where(tenant, filter);
-    let total: i64 = conn
-        .prepare(&format!("SELECT count(*) FROM call_summary WHERE {w}"))?
+    // One snapshot for the journal check, the count and the page.
+    let tx = conn.unchecked_transaction()?;
+    let view = summary_view(&tx)?;
+    let total: i64 = tx
+        .prepare(&format!("SELECT count(*) FROM {view} WHERE {w}"))?
         .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {CALL_COLUMNS} FROM call_summary WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {CALL_COLUMNS} FROM {view} WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
     ))?;
     let calls = stmt
         .query_map(duckdb::params_from_iter(params.iter()), read_call)?
         .collect::<duckdb::Result<Vec<_>>>()?;
+    drop(stmt);
+    tx.rollback()?;
     Ok(CallPage {
         calls,
         total_count: u64::try_from(total).unwrap_or(0),
@@ -149,12 +154,26 @@ pub(crate) fn list_calls(
 
 /// One call; `None` when `tenant` has no call `call_id`.
 pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result<Option<Call>> {
-    Ok(conn
+    let tx = conn.unchecked_transaction()?;
+    let view = summary_view(&tx)?;
+    let call = tx
         .prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS} FROM call_summary WHERE call_key = ?"
+            "SELECT {CALL_COLUMNS} FROM {view} WHERE call_key = ?"
         ))?
         .query_row([call_key(tenant, call_id)], read_call)
-        .optional()?)
+        .optional()?;
+    tx.rollback()?;
+    Ok(call)
+}
+
+/// The view the calls list and a call's summary read: `call_summary` over `calls`, or
+/// `call_summary_live` while the journal holds unfolded deltas.
+pub(crate) fn summary_view(conn: &Connection) -> Result<&'static str> {
+    Ok(if crate::summary::journal_pending(conn)? {
+        "call_summary_live"
+    } else {
+        "call_summary"
+    })
 }
 
 /// A note on a call by the customer's team.

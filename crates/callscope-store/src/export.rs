@@ -979,14 +979,14 @@ pub(crate) async fn calls(
     filter: &CallFilter,
     format: ExportFormat,
 ) -> Result<ExportStream> {
-    // The export reads `calls` chunk by chunk without waiting again: it covers what was
-    // acknowledged when it started.
-    store.sync().await?;
     let (where_sql, params) = crate::calls::call_where(tenant, filter);
+    // Chosen once: an export that starts while the journal is empty reads `calls`
+    // throughout, and covers what was acknowledged when it started.
+    let view = store.read_now(crate::calls::summary_view).await?;
     let q = ExportQuery {
         sheet: "calls",
         columns: call_columns(),
-        from: "call_summary",
+        from: view,
         filter: where_sql,
         params,
         keys: vec![

@@ -357,8 +357,10 @@ impl Store {
         &self.inner.path
     }
 
-    /// Runs `f` with a reader connection on a blocking thread, once `calls` and
-    /// `log_counts` hold every acknowledged record (see [`Store::sync`]).
+    /// Runs `f` with a reader connection on a blocking thread, once the tables `calls`
+    /// and `log_counts` hold every acknowledged record (see [`Store::sync`]). The
+    /// store's own queries don't wait: they read the views `calls_live` and
+    /// `log_counts_live`, which add the unfolded journal.
     ///
     /// # Errors
     /// Whatever `f` returns, [`Error::Unavailable`] when the summaries could not be
@@ -399,8 +401,9 @@ impl Store {
         self.inner.journal.is_pending()
     }
 
-    /// [`Store::read`] without waiting for the summaries: for reads of `logs` alone, or
-    /// of one call's window ([`query::call_window`] reads the journal too).
+    /// [`Store::read`] without waiting for the summaries: for reads of `logs`, of the
+    /// live views, or of one call's window ([`query::call_window`] reads the journal
+    /// too).
     pub(crate) async fn read_now<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -494,7 +497,8 @@ impl Store {
     /// A database error.
     pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
         let tenant = tenant.to_owned();
-        self.read(move |c| search::search(c, &tenant, &query)).await
+        self.read_now(move |c| search::search(c, &tenant, &query))
+            .await
     }
 
     /// A page of `tenant`'s calls matching `filter`, newest first.
@@ -509,7 +513,7 @@ impl Store {
         offset: u64,
     ) -> Result<CallPage> {
         let tenant = tenant.to_owned();
-        self.read(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
+        self.read_now(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
             .await
     }
 
@@ -519,7 +523,7 @@ impl Store {
     /// A database error.
     pub async fn call(&self, tenant: &str, call_id: &str) -> Result<Option<callscope_model::Call>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read(move |c| calls::get_call(c, &tenant, &call_id))
+        self.read_now(move |c| calls::get_call(c, &tenant, &call_id))
             .await
     }
 

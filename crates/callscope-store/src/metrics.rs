@@ -94,6 +94,12 @@ impl StoreMetrics {
         self.duplicates.load(Relaxed)
     }
 
+    /// Journal folds that ran (see `callscope_store_fold_seconds`).
+    #[must_use]
+    pub fn folds(&self) -> u64 {
+        self.fold_latency.count()
+    }
+
     /// Failed commits so far.
     #[must_use]
     pub fn write_errors(&self) -> u64 {

@@ -86,6 +86,15 @@ pub(crate) const SCRATCH_DDL: &str = concat!(
     ");"
 );
 
+/// `log_counts` as every acknowledged record has it, folded or not. Every query sums
+/// `n`, so the journal's rows simply join the table's.
+pub(crate) const LIVE_VIEW: &str = "
+CREATE OR REPLACE VIEW log_counts_live AS
+SELECT tenant, minute, agent_id, event, level, category, n FROM log_counts
+UNION ALL
+SELECT tenant, minute, agent_id, event, level, category, n FROM count_journal;
+";
+
 pub(crate) const UPSERT: &str = "
 INSERT INTO log_counts SELECT * FROM _count_delta
 ON CONFLICT (tenant, minute, agent_id, event, level, category)

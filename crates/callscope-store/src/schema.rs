@@ -62,10 +62,11 @@ CREATE TABLE IF NOT EXISTS comments (
 );
 ";
 
-/// `calls` as the API reads it: the derived fields (status, start time, duration)
-/// computed from the stored ones.
+/// `calls` as the API reads it, with the derived fields (status, start time, duration)
+/// computed from the stored ones: `call_summary` over `calls`, and `call_summary_live`
+/// over `calls_live` (with the unfolded journal), for when the journal is not empty.
 const CALL_SUMMARY_VIEW: &str = "
-CREATE OR REPLACE VIEW call_summary AS
+CREATE OR REPLACE VIEW {name} AS
 SELECT tenant, call_id, agent_id, direction, from_number, to_number, campaign_id,
        coalesce(status, 'in_progress') AS status,
        coalesce(start_ts, open_ts, first_ts) AS started_ts,
@@ -77,7 +78,7 @@ SELECT tenant, call_id, agent_id, direction, from_number, to_number, campaign_id
        hangup_reason, hangup_source, recording_url, trace_id,
        log_count, debug_count, info_count, warning_count, error_count, critical_count,
        first_ts, last_ts, call_key
-FROM calls;
+FROM {source};
 ";
 
 /// Creates missing tables and records the schema version.
@@ -121,7 +122,18 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         crate::summary::column_ddl(false),
         crate::rollup::JOURNAL_DDL
     ))?;
-    conn.execute_batch(CALL_SUMMARY_VIEW)?;
+    conn.execute_batch(&crate::summary::live_view_sql())?;
+    conn.execute_batch(crate::rollup::LIVE_VIEW)?;
+    for (name, source) in [
+        ("call_summary", "calls"),
+        ("call_summary_live", "calls_live"),
+    ] {
+        conn.execute_batch(
+            &CALL_SUMMARY_VIEW
+                .replace("{name}", name)
+                .replace("{source}", source),
+        )?;
+    }
     let found: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",

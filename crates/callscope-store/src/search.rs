@@ -143,11 +143,21 @@ fn log_groups(conn: &Connection, w: &Where) -> Result<Groups> {
     )
 }
 
-fn count_groups(conn: &Connection, w: &Where) -> Result<Groups> {
+/// `log_counts`, or `log_counts_live` while the journal holds unfolded counts.
+fn counts_table(live: bool) -> &'static str {
+    if live {
+        "log_counts_live"
+    } else {
+        "log_counts"
+    }
+}
+
+fn count_groups(conn: &Connection, w: &Where, live: bool) -> Result<Groups> {
     groups(
         conn,
         &format!(
-            "SELECT event, level, category, sum(n)::BIGINT FROM log_counts WHERE {} GROUP BY ALL",
+            "SELECT event, level, category, sum(n)::BIGINT FROM {} WHERE {} GROUP BY ALL",
+            counts_table(live),
             w.sql
         ),
         &w.params,
@@ -197,14 +207,15 @@ fn page(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<Vec<LogRecord>>
 pub(crate) fn search(conn: &Connection, tenant: &str, q: &SearchQuery) -> Result<SearchResult> {
     // One snapshot for the counts and the page, however many statements they take.
     let tx = conn.unchecked_transaction()?;
+    let live = crate::summary::journal_pending(&tx)?;
     let f = &q.filter;
     let from = f.from.map(callscope_model::Timestamp::as_nanos);
     let to = f.to.map(callscope_model::Timestamp::as_nanos);
     let result = match whole_minutes(from, to) {
         Some(minutes) if needle(f).is_none() && f.call_ids.is_empty() => {
-            search_with_counts(&tx, tenant, q, (from, to), minutes)
+            search_with_counts(&tx, tenant, q, (from, to), minutes, live)
         }
-        _ => search_by_scan(&tx, tenant, q, (from, to)),
+        _ => search_by_scan(&tx, tenant, q, (from, to), live),
     };
     tx.rollback()?;
     result
@@ -223,12 +234,13 @@ fn search_by_scan(
     tenant: &str,
     q: &SearchQuery,
     (mut from, mut to): (Option<i64>, Option<i64>),
+    live: bool,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
     if !f.call_ids.is_empty() {
-        let mut sql =
-            String::from("SELECT min(first_ts), max(last_ts) FROM calls WHERE tenant = ?");
+        let calls = if live { "calls_live" } else { "calls" };
+        let mut sql = format!("SELECT min(first_ts), max(last_ts) FROM {calls} WHERE tenant = ?");
         let mut params = vec![Value::Text(tenant.to_owned())];
         push_in(
             &mut sql,
@@ -358,6 +370,7 @@ fn search_with_counts(
     q: &SearchQuery,
     (from, to): (Option<i64>, Option<i64>),
     (lo, hi): (i64, i64),
+    live: bool,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
@@ -372,7 +385,7 @@ fn search_with_counts(
         log_groups(conn, &logs_where(tenant, Some(minute_start(hi + 1)), to, f))?
     };
     let cw = counts_where(tenant, (lo, hi), f);
-    let whole = count_groups(conn, &cw)?;
+    let whole = count_groups(conn, &cw, live)?;
     let (n_before, n_after) = (total(&before), total(&after));
     add_groups(&mut out, before)?;
     add_groups(&mut out, whole)?;
@@ -396,7 +409,8 @@ fn search_with_counts(
             };
             let sql = format!(
                 "SELECT minute FROM (SELECT minute, sum(sum(n)) OVER (ORDER BY minute {dir}) AS seen \
-                 FROM log_counts WHERE {} GROUP BY minute) WHERE seen >= ? ORDER BY minute {dir} LIMIT 1",
+                 FROM {} WHERE {} GROUP BY minute) WHERE seen >= ? ORDER BY minute {dir} LIMIT 1",
+                counts_table(live),
                 cw.sql
             );
             let params: Vec<Value> = cw

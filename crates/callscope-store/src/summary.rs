@@ -517,6 +517,48 @@ pub(crate) static JOURNAL_TO_SCRATCH: std::sync::LazyLock<String> =
 /// terminal event (ties: the smaller record id). `arg_min_null` keeps a `NULL` of the
 /// winning row (a terminal event without a duration), where `arg_min` would skip it.
 pub(crate) fn journal_sql() -> String {
+    format!(
+        "INSERT INTO _call_delta\n{}\nFROM call_journal GROUP BY call_key",
+        fold_select()
+    )
+}
+
+/// `calls` as every acknowledged record has it, folded or not: the rows of calls the
+/// journal does not touch as they are, and the others summed with their journal rows
+/// by the same aggregates as [`journal_sql`]. With an empty journal this is `calls`
+/// behind an anti-join against nothing.
+pub(crate) fn live_view_sql() -> String {
+    let cols = COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE OR REPLACE VIEW calls_live AS\n\
+         SELECT {cols} FROM calls WHERE call_key NOT IN (SELECT call_key FROM call_journal)\n\
+         UNION ALL\n\
+         {}\nFROM (\n\
+           SELECT {cols} FROM calls WHERE call_key IN (SELECT call_key FROM call_journal)\n\
+           UNION ALL SELECT {cols} FROM call_journal\n\
+         ) GROUP BY call_key;",
+        fold_select()
+    )
+}
+
+/// Does the journal hold unfolded deltas, as this connection sees the database? Reads
+/// then take the live views (`calls_live`, `call_summary_live`, `log_counts_live`);
+/// otherwise the tables, which are then complete and cost nothing extra to read.
+pub(crate) fn journal_pending(conn: &duckdb::Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM call_journal) OR EXISTS (SELECT 1 FROM count_journal)",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The aggregates that fold deltas (and `calls` rows, which have the same columns) per
+/// call key, as a `SELECT` list in `calls` column order.
+fn fold_select() -> String {
     let mut select = Vec::with_capacity(COLUMNS.len());
     for c in COLUMNS {
         let n = c.name;
@@ -543,10 +585,7 @@ pub(crate) fn journal_sql() -> String {
         };
         select.push(format!("{expr} AS {n}"));
     }
-    format!(
-        "INSERT INTO _call_delta\nSELECT {}\nFROM call_journal GROUP BY call_key",
-        select.join(",\n       ")
-    )
+    format!("SELECT {}", select.join(",\n       "))
 }
 
 /// The deltas as an Arrow batch in `calls` column order.

@@ -10,10 +10,11 @@
 //! cost more than the rest of the group together, so it happens once per
 //! [`FOLD_EVERY`] for every group since, not once per group. Between folds the journal
 //! is part of the committed state:
-//! - a read that needs `calls` or `log_counts` asks for a fold first and waits for it
-//!   ([`Journal::request`]; the writer folds between two groups, ahead of the queue);
-//!   looking up one call's window reads the journal beside `calls` instead, so a call's
-//!   page never waits for the writer;
+//! - the API's reads never wait for the writer: they read the views `calls_live` and
+//!   `log_counts_live`, which add the journal to the tables, and one call's window
+//!   reads the journal beside `calls`. [`crate::Store::read`], which lends a connection
+//!   for any SQL, asks for a fold first and waits for it ([`Journal::request`]; the
+//!   writer folds between two groups, ahead of the queue);
 //! - a crash leaves the deltas in the journal, committed with their records, and the
 //!   next open folds them before anything else;
 //! - a purge and a shutdown fold first.
@@ -546,6 +547,13 @@ impl Writer {
         }
 
         phases.dedupe = lap();
+        // Marked before the commit, not after: a read that sees this group's journal
+        // rows (a calls list, say) and then looks up one of its calls must not find the
+        // flag still clear. A group that fails leaves it set, which costs one fold.
+        if !deltas.is_empty() {
+            self.journal.pending.store(true, Ordering::Release);
+        }
+        let conn = self.connection()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
         {
             let mut app = conn.appender("logs")?;
@@ -569,9 +577,7 @@ impl Writer {
         phases.counts = lap();
         conn.execute_batch("COMMIT")?;
         phases.commit = lap();
-        if journaled || counted {
-            self.journal.pending.store(true, Ordering::Release);
-        }
+        debug_assert!(!(journaled || counted) || self.journal.is_pending());
         Ok(receipts)
     }
 

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --workspace --bench ingest -- [--protocol grpc,http] [--concurrency 8]
 //!     [--batch 500] [--duration 20] [--base-store FILE] [--no-limits] [--no-load80]
+//!     [--probe-reads]
 //! ```
 //!
 //! 1. **Limits**, on the very records the load generator sends: raw prost decode of the
@@ -15,7 +16,8 @@
 //!    OTLP/gRPC or OTLP/HTTP. Acknowledgements come only after the commit. The server's
 //!    peak RSS and CPU are read from `/proc`.
 //! 3. **Latency at 80 %**: the same server at 80 % of the rate just measured, on a fixed
-//!    schedule, latency measured from the scheduled send time.
+//!    schedule, latency measured from the scheduled send time. With `--probe-reads`,
+//!    the customer API's reads are timed during that run and again with no ingest.
 //!
 //! Each (protocol, concurrency, batch) combination gets a fresh server.
 
@@ -80,6 +82,10 @@ struct Args {
     /// DuckDB memory limit for the server (`[storage] memory_limit`).
     #[arg(long)]
     memory_limit: Option<String>,
+    /// During the 80 % run, and again once it is over, time the customer API's reads
+    /// (calls list, a call's page, a search) five times a second.
+    #[arg(long)]
+    probe_reads: bool,
     /// Internal: run as the server child, storing under this folder.
     #[arg(long, hide = true)]
     serve_child: Option<PathBuf>,
@@ -362,6 +368,7 @@ struct ServerChild {
     _stdout: BufReader<std::process::ChildStdout>,
     grpc: String,
     http: String,
+    api: String,
 }
 
 impl ServerChild {
@@ -398,11 +405,13 @@ impl ServerChild {
         }
         let grpc = format!("http://{}", parts.next().context("grpc addr")?);
         let http = format!("http://{}", parts.next().context("http addr")?);
+        let api = format!("http://{}", parts.next().context("api addr")?);
         Ok(Self {
             child,
             _stdout: stdout,
             grpc,
             http,
+            api,
         })
     }
 
@@ -510,8 +519,18 @@ async fn one_run(
             warmup: Duration::from_secs(2),
             ..options.clone()
         };
+        let probe = args
+            .probe_reads
+            .then(|| tokio::spawn(probe_reads(server.api.clone(), o.duration + o.warmup)));
         let r = run_load(&o).await?;
         print!("{r}");
+        if let Some(p) = probe {
+            p.await??.print("under the 80 % load");
+            // The same reads on the same server with no ingest running.
+            probe_reads(server.api.clone(), Duration::from_secs(5))
+                .await?
+                .print("idle, after it");
+        }
         Some(r)
     };
     stop.store(true, Ordering::Relaxed);
@@ -549,8 +568,15 @@ fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
         config.otlp.grpc_addr = "127.0.0.1:0".parse()?;
         config.otlp.http_addr = "127.0.0.1:0".parse()?;
         config.api.addr = "127.0.0.1:0".parse()?;
+        config.api.keys.push(callscope_api::ApiKeyConfig {
+            tenant: PROBE_TENANT.to_owned(),
+            key_sha256: callscope_api::key_sha256_hex(PROBE_KEY),
+        });
         let server = Server::start(&config).await?;
-        println!("READY {} {}", server.grpc_addr, server.http_addr);
+        println!(
+            "READY {} {} {}",
+            server.grpc_addr, server.http_addr, server.api_addr
+        );
         std::io::stdout().flush()?;
         tokio::task::spawn_blocking(|| {
             let mut line = String::new();
@@ -559,4 +585,82 @@ fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
         .await?;
         server.shutdown().await
     })
+}
+
+/// The tenant the read probe reads (one of the load generator's), and its key.
+const PROBE_TENANT: &str = "tenant-000";
+const PROBE_KEY: &str = "cs_bench_probe_key";
+
+/// Read latencies by kind, in milliseconds.
+#[derive(Default)]
+struct ReadTimes {
+    list: Vec<f64>,
+    page: Vec<f64>,
+    search: Vec<f64>,
+    errors: usize,
+}
+
+impl ReadTimes {
+    fn print(&self, when: &str) {
+        let line = |name: &str, v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            let q = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)));
+            match (q(0.5), q(0.99), v.last()) {
+                (Some(a), Some(b), Some(c)) => println!(
+                    "    {name}: n={} p50 {a:.1} ms, p99 {b:.1} ms, max {c:.1} ms",
+                    v.len()
+                ),
+                _ => println!("    {name}: no samples"),
+            }
+        };
+        println!("  reads {when} (errors: {}):", self.errors);
+        line("calls list, 20", &self.list);
+        line("a call's page, 100", &self.page);
+        line("search, no filter, 20", &self.search);
+    }
+}
+
+/// Times the customer API's reads five times a second for `for_how_long`: the calls
+/// list and a search (both wait for the writer to fold what is pending) and the page of
+/// the newest call the list returned (which reads the journal instead).
+async fn probe_reads(api: String, for_how_long: Duration) -> anyhow::Result<ReadTimes> {
+    let client = reqwest::Client::new();
+    let auth = format!("Bearer {PROBE_KEY}");
+    let auth = auth.as_str();
+    // Sends one request; its time in milliseconds and its body, or `None` on an error
+    // status.
+    let timed = |req: reqwest::RequestBuilder| async move {
+        let t = Instant::now();
+        let response = req.header("authorization", auth).send().await?;
+        let ok = response.status().is_success();
+        let body = response.bytes().await?;
+        anyhow::Ok(ok.then(|| (t.elapsed().as_secs_f64() * 1e3, body)))
+    };
+    let mut times = ReadTimes::default();
+    let end = Instant::now() + for_how_long;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while Instant::now() < end {
+        tick.tick().await;
+        let Some((ms, body)) = timed(client.get(format!("{api}/v1/calls?limit=20"))).await? else {
+            times.errors += 1;
+            continue;
+        };
+        times.list.push(ms);
+        let list: serde_json::Value = serde_json::from_slice(&body)?;
+        let page = list["data"][0]["call_id"]
+            .as_str()
+            .map(|call| client.get(format!("{api}/v1/calls/{call}/logs?limit=100")));
+        let search = client
+            .post(format!("{api}/v1/logs/search"))
+            .json(&serde_json::json!({"size": 20}));
+        for (req, into) in [(page, &mut times.page), (Some(search), &mut times.search)] {
+            let Some(req) = req else { continue };
+            match timed(req).await? {
+                Some((ms, _)) => into.push(ms),
+                None => times.errors += 1,
+            }
+        }
+    }
+    Ok(times)
 }
