@@ -193,7 +193,7 @@ pub struct Comment {
 
 /// Does `tenant` have a call `call_id`? (Acknowledged records count, folded or not.)
 pub(crate) fn call_exists(conn: &Connection, tenant: &str, call_id: &str) -> Result<bool> {
-    Ok(crate::query::call_window(conn, tenant, call_id, true)?.is_some())
+    Ok(crate::query::call_window(conn, tenant, call_id)?.is_some())
 }
 
 /// Stores a comment; `None` when `tenant` has no call `call_id`.

@@ -907,10 +907,7 @@ pub(crate) async fn call_logs(
 ) -> Result<Option<ExportStream>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     let Some(window) = store
-        .read_now({
-            let journal = store.journal_pending();
-            move |conn| query::call_window(conn, &t, &c, journal)
-        })
+        .read_now(move |conn| query::call_window(conn, &t, &c))
         .await?
     else {
         return Ok(None);

@@ -394,13 +394,6 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// Did the journal hold unfolded deltas a moment ago? When it did not, `calls`
-    /// already accounts for every request acknowledged before: the writer clears the
-    /// flag only after a fold commits, and sets it before it answers a group.
-    pub(crate) fn journal_pending(&self) -> bool {
-        self.inner.journal.is_pending()
-    }
-
     /// [`Store::read`] without waiting for the summaries: for reads of `logs`, of the
     /// live views, or of one call's window ([`query::call_window`] reads the journal
     /// too).
@@ -455,8 +448,7 @@ impl Store {
         query: LogQuery,
     ) -> Result<Option<LogPage>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        let journal = self.journal_pending();
-        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query, journal))
+        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
     }
 

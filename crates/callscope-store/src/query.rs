@@ -84,17 +84,18 @@ pub(crate) fn push_in(
 }
 
 /// The call's time window (first and last record time); `None` when the tenant has
-/// no such call. With `journal` (the journal had deltas pending when the read began),
-/// it reads the journal beside `calls`, so it covers every acknowledged record without
-/// waiting for the writer to fold the journal. Without it, `calls` alone already does.
+/// no such call. While the journal holds unfolded deltas it reads the journal beside
+/// `calls`, so it covers every acknowledged record without waiting for the writer to
+/// fold the journal; otherwise `calls` alone already does.
 pub(crate) fn call_window(
     conn: &Connection,
     tenant: &str,
     call_id: &str,
-    journal: bool,
 ) -> Result<Option<(i64, i64)>> {
     let key = crate::summary::call_key(tenant, call_id);
-    if !journal {
+    // Deltas committed after this check belong to requests acknowledged after the read
+    // began; one seen here is either still in the journal below or already in `calls`.
+    if !crate::summary::journal_pending(conn)? {
         return Ok(conn
             .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE call_key = ?")?
             .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -160,9 +161,8 @@ pub(crate) fn call_logs(
     tenant: &str,
     call_id: &str,
     q: &LogQuery,
-    journal: bool,
 ) -> Result<Option<LogPage>> {
-    let Some(window) = call_window(conn, tenant, call_id, journal)? else {
+    let Some(window) = call_window(conn, tenant, call_id)? else {
         return Ok(None);
     };
     let (base, params) = call_log_where(tenant, call_id, window, &q.filter);

@@ -181,15 +181,15 @@ impl Counts {
     }
 
     /// Appends the counts to `count_journal`, inside the caller's transaction; the
-    /// writer folds them into `log_counts` later. Returns whether there were any.
-    pub(crate) fn write(&self, conn: &Connection) -> Result<bool> {
+    /// writer folds them into `log_counts` later.
+    pub(crate) fn write(&self, conn: &Connection) -> Result<()> {
         if self.rows.iter().all(|(_, n)| *n == 0) {
-            return Ok(false);
+            return Ok(());
         }
         let mut app = conn.appender("count_journal")?;
         app.append_record_batch(self.batch()?)?;
         app.flush()?;
-        Ok(true)
+        Ok(())
     }
 }
 
