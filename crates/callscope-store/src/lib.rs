@@ -34,6 +34,7 @@ mod export;
 mod metrics;
 mod prepare;
 mod query;
+mod recent;
 mod rollup;
 mod schema;
 mod search;

@@ -19,6 +19,12 @@
 //!   next open folds them before anything else;
 //! - a purge and a shutdown fold first.
 //!
+//! # Duplicates
+//!
+//! Retries are dropped by id. Rather than looking every id of a group up in `logs`,
+//! the writer asks [`RecentIds`] first: for a group newer than what it remembers
+//! only the ids it remembers are looked up, usually none (see `recent.rs`).
+//!
 //! When a write fails and DuckDB has invalidated the database instance (it does when a
 //! checkpoint fails, e.g. on a full disk), the writer closes the instance and reopens the
 //! file, at most once per [`REOPEN_INTERVAL`], failing appends fast in between.
@@ -46,6 +52,7 @@ use crate::{
     metrics::StoreMetrics,
     open_connection,
     prepare::PreparedBatch,
+    recent::{self, RecentIds},
     rollup::{self, Counts},
     summary::{self, CallDelta},
 };
@@ -128,6 +135,8 @@ pub(crate) enum Command {
 struct Phases {
     /// Looking up which incoming ids are already stored.
     dedupe: Duration,
+    /// How many of the group's ids were looked up in `logs` (see [`RecentIds`]).
+    looked_up: usize,
     /// Appending the records to `logs`.
     append: Duration,
     /// Appending the group's call deltas to `call_journal`.
@@ -150,6 +159,7 @@ pub(crate) struct Writer {
     closed: Option<(Instant, String)>,
     journal: Arc<Journal>,
     last_fold: Instant,
+    recent: RecentIds,
 }
 
 fn scratch_ddl() -> String {
@@ -177,6 +187,7 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
+        let newest: Option<i64> = conn.query_row("SELECT max(ts) FROM logs", [], |r| r.get(0))?;
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -187,6 +198,7 @@ impl Writer {
             closed: None,
             journal,
             last_fold: Instant::now(),
+            recent: RecentIds::new(newest.unwrap_or(i64::MIN), recent::GENERATION),
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -443,7 +455,12 @@ impl Writer {
         let started = Instant::now();
         let batches: Vec<&PreparedBatch> = group.iter().map(|(b, ..)| b).collect();
         let mut phases = Phases::default();
-        match self.write(&batches, &mut phases) {
+        let written = self.write(&batches, &mut phases);
+        // Tried, committed or not: a commit that reported an error may be durable.
+        let max_ts = batches.iter().map(|b| b.max_ts).max().unwrap_or(i64::MIN);
+        self.recent
+            .remember(batches.iter().flat_map(|b| &b.ids), max_ts);
+        match written {
             Ok(receipts) => {
                 self.ready.store(true, Ordering::Relaxed);
                 let rows: usize = receipts.iter().map(|r| r.inserted).sum();
@@ -454,6 +471,7 @@ impl Writer {
                     rows,
                     duplicates = dups,
                     dedupe_us = phases.dedupe.as_micros(),
+                    looked_up = phases.looked_up,
                     append_us = phases.append.as_micros(),
                     calls_us = phases.calls.as_micros(),
                     counts_us = phases.counts.as_micros(),
@@ -494,7 +512,6 @@ impl Writer {
         let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
             (lo.min(b.min_ts), hi.max(b.max_ts))
         });
-        let conn = self.connection()?;
         let mut clock = Instant::now();
         let mut lap = || {
             let now = Instant::now();
@@ -502,7 +519,39 @@ impl Writer {
             clock = now;
             d
         };
-        let stored = Self::already_stored(conn, batches, min_ts, max_ts)?;
+        // The ids to look up in `logs`: none of a group newer than the recent ids'
+        // floor unless their fingerprints are present, else every one.
+        let covered = self.recent.covers(min_ts);
+        let mut lookup = Vec::with_capacity(batches.len());
+        for b in batches {
+            // The batch's `id` column, with its field (and UUID metadata) as prepared.
+            let ids = b
+                .batch
+                .project(&[0])
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            if covered {
+                let mask: BooleanArray = b
+                    .ids
+                    .iter()
+                    .map(|id| Some(self.recent.may_hold(id)))
+                    .collect();
+                if mask.true_count() > 0 {
+                    lookup.push(
+                        filter_record_batch(&ids, &mask)
+                            .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    );
+                }
+            } else {
+                lookup.push(ids);
+            }
+        }
+        phases.looked_up = lookup.iter().map(RecordBatch::num_rows).sum();
+        let conn = self.connection()?;
+        let stored = if phases.looked_up == 0 {
+            HashSet::new()
+        } else {
+            Self::already_stored(conn, &lookup, min_ts, max_ts)?
+        };
 
         let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
         let mut receipts = Vec::with_capacity(batches.len());
@@ -580,12 +629,12 @@ impl Writer {
         Ok(receipts)
     }
 
-    /// The ids in `batches` that the table already holds. Rows carry their time, so the
-    /// look-up is confined to the group's time window, which DuckDB's zone maps prune to
-    /// the few row groups written around that time.
+    /// The ids of `lookup` (one-column `id` batches) that the table already holds. Rows
+    /// carry their time, so the look-up is confined to the group's time window, which
+    /// DuckDB's zone maps prune to the few row groups written around that time.
     fn already_stored(
         conn: &Connection,
-        batches: &[&PreparedBatch],
+        lookup: &[RecordBatch],
         min_ts: i64,
         max_ts: i64,
     ) -> Result<HashSet<Uuid>> {
@@ -593,13 +642,8 @@ impl Writer {
             .execute([])?;
         {
             let mut app = conn.appender("_incoming_ids")?;
-            for b in batches {
-                // The batch's `id` column, with its field (and UUID metadata) as prepared.
-                let ids = b
-                    .batch
-                    .project(&[0])
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
-                app.append_record_batch(ids)?;
+            for ids in lookup {
+                app.append_record_batch(ids.clone())?;
             }
             app.flush()?;
         }

@@ -133,6 +133,46 @@ async fn retries_are_stored_once() {
     store.shutdown().await.unwrap();
 }
 
+/// The writer remembers the ids it committed since the file was opened and looks up
+/// in `logs` only what it can't rule out: a retry after a restart, and a late batch
+/// reaching below what it remembers, must still be found there.
+#[tokio::test]
+async fn retries_after_a_restart_and_late_batches_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let early = call("acme", "c1", 10);
+    store.append(early.clone()).await.unwrap();
+    store.shutdown().await.unwrap();
+
+    let store = open(&dir);
+    // Remembered nothing yet: the retry is found in the table.
+    let again = store.append(early.clone()).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 10));
+    // A newer call, then a batch that mixes its retry with records older than it.
+    let late: Vec<TenantRecord> = call("acme", "c2", 6)
+        .into_iter()
+        .map(|mut r| {
+            r.record.timestamp.0 += 3_600_000_000_000;
+            r
+        })
+        .collect();
+    assert_eq!(store.append(late.clone()).await.unwrap().inserted, 6);
+    let mut mixed = late.clone();
+    mixed.extend(early.iter().take(4).cloned());
+    mixed.extend(call("acme", "c3", 2));
+    let r = store.append(mixed).await.unwrap();
+    assert_eq!((r.inserted, r.duplicates), (2, 10));
+    for (c, n) in [("c1", 10), ("c2", 6), ("c3", 2)] {
+        let page = store
+            .call_logs("acme", c, query(PageAt::Page(1), 1000, Order::Asc))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.records.len() as u64, n, "{c}");
+    }
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn tenants_do_not_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
