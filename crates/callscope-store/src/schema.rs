@@ -87,6 +87,15 @@ FROM {source};
 /// DuckDB refused the DDL (for example, a read-only file that lacks the tables), or
 /// the file was written by a newer callscope.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    // A newer callscope's file is refused before anything in it is touched.
+    let found = stored_version(conn)?;
+    if let Some(v) = found
+        && v > SCHEMA_VERSION
+    {
+        return Err(crate::Error::Corrupt(format!(
+            "the database has schema version {v}; this callscope understands up to {SCHEMA_VERSION}"
+        )));
+    }
     let had_counts: i64 = conn.query_row(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'log_counts'",
         [],
@@ -110,11 +119,13 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     }
     // Version 2 files: fill in `call_key`, then index it. (A later column added above
     // still works with the index present: DuckDB refuses to alter indexed columns only.)
-    conn.execute_batch(&format!(
-        "UPDATE calls SET call_key = {} WHERE call_key IS NULL;\n\
-         CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);",
-        crate::summary::CALL_KEY_SQL
-    ))?;
+    if found.is_none_or(|v| v < 3) {
+        conn.execute_batch(&format!(
+            "UPDATE calls SET call_key = {} WHERE call_key IS NULL;",
+            crate::summary::CALL_KEY_SQL
+        ))?;
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);")?;
     // Version 4: the summaries' journal. A file written by this version must not be
     // opened by an older build, which would ignore what the journal still holds.
     conn.execute_batch(&format!(
@@ -134,24 +145,32 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
                 .replace("{source}", source),
         )?;
     }
-    let found: Option<String> = conn
+    if found != Some(SCHEMA_VERSION) {
+        conn.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SCHEMA_VERSION.to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The schema version the file records; `None` for a new file (or one from before
+/// versions were recorded).
+fn stored_version(conn: &Connection) -> Result<Option<i64>> {
+    let has_meta: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_meta == 0 {
+        return Ok(None);
+    }
+    let value: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
             [],
             |r| r.get(0),
         )
         .ok();
-    match found.and_then(|v| v.parse::<i64>().ok()) {
-        Some(v) if v > SCHEMA_VERSION => Err(crate::Error::Corrupt(format!(
-            "the database has schema version {v}; this callscope understands up to {SCHEMA_VERSION}"
-        ))),
-        Some(v) if v == SCHEMA_VERSION => Ok(()),
-        _ => {
-            conn.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [SCHEMA_VERSION.to_string()],
-            )?;
-            Ok(())
-        }
-    }
+    Ok(value.and_then(|v| v.parse().ok()))
 }
