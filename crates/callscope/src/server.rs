@@ -102,22 +102,6 @@ impl Server {
             }
         }));
 
-        if cfg!(all(target_os = "linux", target_env = "gnu")) {
-            tasks.push(tokio::spawn({
-                let mut s = stop.subscribe();
-                async move {
-                    let mut tick = tokio::time::interval(TRIM_EVERY);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tokio::select! {
-                            _ = tick.tick() => release_free_memory(),
-                            _ = s.wait_for(|s| *s) => return Ok(()),
-                        }
-                    }
-                }
-            }));
-        }
-
         tracing::info!(%grpc_addr, %http_addr, %api_addr, storage = %store.path().display(), "callscope is serving.");
         Ok(Server {
             grpc_addr,
@@ -168,24 +152,5 @@ impl Server {
             .await;
         self.store.shutdown().await.context("closing storage")?;
         first_err.map_or(Ok(()), Err)
-    }
-}
-
-/// How often freed heap memory is handed back to the OS.
-///
-/// glibc keeps what DuckDB and the request path free in its per-thread arenas; under
-/// sustained ingest on a 1 M-record store that retention put peak RSS at 505–584 MiB.
-/// Trimming every 250 ms gave 392–432 MiB for about 10 % of the ingest rate
-/// (BENCHMARKS.md, "Peak RSS and the allocator").
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Returns the allocator's free pages to the OS (`malloc_trim`, glibc only).
-#[allow(unsafe_code)]
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` takes no pointers and only walks glibc's own heaps, under
-    // their locks; it is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
