@@ -82,6 +82,9 @@ struct Args {
     /// DuckDB memory limit for the server (`[storage] memory_limit`).
     #[arg(long)]
     memory_limit: Option<String>,
+    /// DuckDB worker threads for the server (`[storage] threads`; 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    storage_threads: usize,
     /// During the 80 % run, and again once it is over, time the customer API's reads
     /// (calls list, a call's page, a search) five times a second.
     #[arg(long)]
@@ -94,7 +97,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.serve_child {
-        return serve_child(dir, args.memory_limit.as_deref());
+        return serve_child(dir, args.memory_limit.as_deref(), args.storage_threads);
     }
     let rt = tokio::runtime::Runtime::new()?;
     print_machine();
@@ -390,6 +393,8 @@ impl ServerChild {
         if let Some(m) = &args.memory_limit {
             cmd.arg("--memory-limit").arg(m);
         }
+        cmd.arg("--storage-threads")
+            .arg(args.storage_threads.to_string());
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -547,7 +552,7 @@ async fn one_run(
 
 /// The server child: a callscope server on ephemeral ports storing under `dir`, until
 /// a line arrives on stdin (or stdin closes).
-fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
+fn serve_child(dir: &Path, memory_limit: Option<&str>, threads: usize) -> anyhow::Result<()> {
     // `CALLSCOPE_LOG` (e.g. `callscope_store=debug`) prints the server's own log to
     // stderr as JSON lines: the writer's per-group phases and its journal folds.
     if let Ok(filter) = std::env::var("CALLSCOPE_LOG") {
@@ -565,6 +570,7 @@ fn serve_child(dir: &Path, memory_limit: Option<&str>) -> anyhow::Result<()> {
         if let Some(m) = memory_limit {
             config.storage.memory_limit = m.to_owned();
         }
+        config.storage.threads = threads;
         config.otlp.grpc_addr = "127.0.0.1:0".parse()?;
         config.otlp.http_addr = "127.0.0.1:0".parse()?;
         config.api.addr = "127.0.0.1:0".parse()?;
