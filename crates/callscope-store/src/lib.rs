@@ -89,6 +89,9 @@ pub struct StoreConfig {
     pub memory_limit: String,
     /// DuckDB worker threads; 0 means one per core.
     pub threads: usize,
+    /// How much write-ahead log DuckDB gathers before a commit checkpoints it into the
+    /// file, e.g. `"16MB"`. A checkpoint holds up every commit while it runs.
+    pub checkpoint_threshold: String,
 }
 
 impl Default for StoreConfig {
@@ -101,6 +104,7 @@ impl Default for StoreConfig {
             reader_connections: 4,
             memory_limit: "512MB".to_owned(),
             threads: 0,
+            checkpoint_threshold: "64MB".to_owned(),
         }
     }
 }
@@ -144,6 +148,9 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
             .threads(i64::try_from(config.threads).unwrap_or(i64::MAX))
             .map_err(|e| open_err(Box::new(e)))?;
     }
+    db_config = db_config
+        .with("checkpoint_threshold", &config.checkpoint_threshold)
+        .map_err(|e| open_err(Box::new(e)))?;
     Connection::open_with_flags(&config.path, db_config).map_err(|e| open_err(Box::new(e)))
 }
 

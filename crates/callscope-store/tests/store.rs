@@ -173,6 +173,32 @@ async fn retries_after_a_restart_and_late_batches_are_stored_once() {
     store.shutdown().await.unwrap();
 }
 
+/// `[storage]`'s DuckDB settings reach DuckDB.
+#[tokio::test]
+async fn storage_settings_reach_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig {
+        path: dir.path().join("calls.duckdb"),
+        threads: 1,
+        checkpoint_threshold: "48MiB".into(),
+        ..StoreConfig::default()
+    })
+    .unwrap();
+    let (threads, threshold): (i64, String) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT current_setting('threads'), current_setting('checkpoint_threshold')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(threads, 1);
+    assert!(threshold.starts_with("48"), "{threshold}");
+    store.shutdown().await.unwrap();
+}
+
 /// A file from a newer callscope is refused, and refused before anything in it changes.
 #[tokio::test]
 async fn a_newer_file_is_refused_untouched() {

@@ -85,6 +85,9 @@ struct Args {
     /// DuckDB worker threads for the server (`[storage] threads`; 0: one per core).
     #[arg(long, default_value_t = 0)]
     storage_threads: usize,
+    /// DuckDB's checkpoint threshold for the server (`[storage] checkpoint_threshold`).
+    #[arg(long)]
+    checkpoint_threshold: Option<String>,
     /// During the 80 % run, and again once it is over, time the customer API's reads
     /// (calls list, a call's page, a search) five times a second.
     #[arg(long)]
@@ -97,7 +100,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.serve_child {
-        return serve_child(dir, args.memory_limit.as_deref(), args.storage_threads);
+        return serve_child(dir, &args);
     }
     let rt = tokio::runtime::Runtime::new()?;
     print_machine();
@@ -395,6 +398,9 @@ impl ServerChild {
         }
         cmd.arg("--storage-threads")
             .arg(args.storage_threads.to_string());
+        if let Some(t) = &args.checkpoint_threshold {
+            cmd.arg("--checkpoint-threshold").arg(t);
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -552,7 +558,7 @@ async fn one_run(
 
 /// The server child: a callscope server on ephemeral ports storing under `dir`, until
 /// a line arrives on stdin (or stdin closes).
-fn serve_child(dir: &Path, memory_limit: Option<&str>, threads: usize) -> anyhow::Result<()> {
+fn serve_child(dir: &Path, args: &Args) -> anyhow::Result<()> {
     // `CALLSCOPE_LOG` (e.g. `callscope_store=debug`) prints the server's own log to
     // stderr as JSON lines: the writer's per-group phases and its journal folds.
     if let Ok(filter) = std::env::var("CALLSCOPE_LOG") {
@@ -567,10 +573,13 @@ fn serve_child(dir: &Path, memory_limit: Option<&str>, threads: usize) -> anyhow
         let mut config = Config::default();
         config.storage.path = dir.join("callscope.duckdb");
         config.storage.retention_days = 0;
-        if let Some(m) = memory_limit {
-            config.storage.memory_limit = m.to_owned();
+        if let Some(m) = &args.memory_limit {
+            config.storage.memory_limit.clone_from(m);
         }
-        config.storage.threads = threads;
+        if let Some(t) = &args.checkpoint_threshold {
+            config.storage.checkpoint_threshold.clone_from(t);
+        }
+        config.storage.threads = args.storage_threads;
         config.otlp.grpc_addr = "127.0.0.1:0".parse()?;
         config.otlp.http_addr = "127.0.0.1:0".parse()?;
         config.api.addr = "127.0.0.1:0".parse()?;
