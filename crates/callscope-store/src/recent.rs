@@ -19,6 +19,11 @@
 //!   becomes the newest time tried before that generation began: every record tried
 //!   since then is in one of the two generations.
 //!
+//! A record stamped far in the future (a sender's clock gone wrong) raises the floor
+//! past live traffic once its generation is dropped, and, because it is the newest
+//! time stored, at every open after that: every group is then looked up in full, as
+//! before these fingerprints existed. That is slower, never wrong.
+//!
 //! Purges delete records and leave their fingerprints, which again only costs a
 //! look-up. Records written to `logs` other than through the writer (SQL lent by
 //! `Store::read`) are not covered; nothing in callscope does that while serving.
@@ -105,23 +110,30 @@ impl RecentIds {
         self.current.contains(&f) || self.previous.contains(&f)
     }
 
-    /// Remembers a group the writer tried to commit: its ids and its newest time.
-    pub(crate) fn remember<'a>(&mut self, ids: impl IntoIterator<Item = &'a Uuid>, max_ts: i64) {
-        for id in ids {
-            self.current.insert(fingerprint(id));
-        }
-        self.newest = self.newest.max(max_ts);
-        if self.current.len() >= self.generation {
-            self.previous = std::mem::replace(
-                &mut self.current,
-                Fingerprints::with_capacity_and_hasher(
-                    self.generation,
-                    BuildHasherDefault::default(),
-                ),
+    /// Remembers a group the writer tried to commit: its `n` ids and its newest time.
+    ///
+    /// A group that would overfill the current generation starts the next one, so a
+    /// generation never grows past the room it was given.
+    pub(crate) fn remember<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a Uuid>,
+        n: usize,
+        max_ts: i64,
+    ) {
+        if !self.current.is_empty() && self.current.len() + n > self.generation {
+            // The oldest generation is freed before the next one is allocated.
+            self.previous = std::mem::take(&mut self.current);
+            self.current = Fingerprints::with_capacity_and_hasher(
+                self.generation,
+                BuildHasherDefault::default(),
             );
             self.floor = self.current_floor;
             self.current_floor = self.newest;
         }
+        for id in ids {
+            self.current.insert(fingerprint(id));
+        }
+        self.newest = self.newest.max(max_ts);
     }
 
     /// The floor, for tests.
@@ -157,31 +169,47 @@ mod tests {
     #[test]
     fn remembered_ids_are_held_for_two_generations_and_the_floor_follows() {
         let mut recent = RecentIds::new(0, 4);
-        // Generation 1 fills with times up to 10 and becomes the previous one; the
-        // floor stays where it began.
-        recent.remember(&[id(1), id(2)], 5);
-        recent.remember(&[id(3), id(4)], 10);
+        // Generation 1 fills with times up to 10.
+        recent.remember(&[id(1), id(2)], 2, 5);
+        recent.remember(&[id(3), id(4)], 2, 10);
         assert_eq!(recent.floor(), 0);
         assert!(recent.may_hold(&id(1)) && recent.may_hold(&id(4)));
-        // Generation 2, half full: both are held.
-        recent.remember(&[id(5), id(6)], 15);
+        // The next group doesn't fit: generation 2 begins, and generation 1 is kept.
+        recent.remember(&[id(5), id(6)], 2, 15);
         assert!(recent.may_hold(&id(1)) && recent.may_hold(&id(5)));
+        assert_eq!(recent.floor(), 0);
         assert!(recent.covers(1));
-        // Generation 2 fills: generation 1 goes, and with it the records up to 10.
-        recent.remember(&[id(7), id(8)], 20);
-        assert!(!recent.may_hold(&id(1)));
-        assert!(recent.may_hold(&id(5)) && recent.may_hold(&id(8)));
+        recent.remember(&[id(7), id(8)], 2, 20);
+        assert_eq!(
+            recent.current.len(),
+            4,
+            "a generation holds no more than its room"
+        );
+        // Generation 3 begins: generation 1 goes, and with it the records up to 10.
+        recent.remember(&[id(9)], 1, 25);
+        assert!(!recent.may_hold(&id(1)) && !recent.may_hold(&id(4)));
+        assert!(recent.may_hold(&id(5)) && recent.may_hold(&id(8)) && recent.may_hold(&id(9)));
         assert_eq!(recent.floor(), 10);
         assert!(!recent.covers(10));
         assert!(recent.covers(11));
     }
 
     #[test]
+    fn a_group_larger_than_a_generation_still_lands_whole() {
+        let mut recent = RecentIds::new(0, 2);
+        let ids: Vec<Uuid> = (1..=5).map(id).collect();
+        recent.remember(&ids, ids.len(), 7);
+        assert!(ids.iter().all(|i| recent.may_hold(i)));
+        assert_eq!(recent.floor(), 0);
+    }
+
+    #[test]
     fn a_late_group_lowers_nothing() {
         let mut recent = RecentIds::new(100, 2);
-        recent.remember(&[id(1), id(2)], 50);
+        recent.remember(&[id(1), id(2)], 2, 50);
         // The newest time tried is still 100, so the floor can't drop below it.
-        recent.remember(&[id(3), id(4)], 60);
+        recent.remember(&[id(3), id(4)], 2, 60);
+        recent.remember(&[id(5), id(6)], 2, 70);
         assert_eq!(recent.floor(), 100);
         assert!(!recent.covers(100));
     }

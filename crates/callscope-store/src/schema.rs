@@ -155,7 +155,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
 }
 
 /// The schema version the file records; `None` for a new file (or one from before
-/// versions were recorded).
+/// versions were recorded). A version that isn't a number is refused, like a newer one.
 fn stored_version(conn: &Connection) -> Result<Option<i64>> {
     let has_meta: i64 = conn.query_row(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'meta'",
@@ -165,12 +165,22 @@ fn stored_version(conn: &Connection) -> Result<Option<i64>> {
     if has_meta == 0 {
         return Ok(None);
     }
-    let value: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
-    Ok(value.and_then(|v| v.parse().ok()))
+    let value: Option<String> = match conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    ) {
+        Ok(v) => Some(v),
+        Err(duckdb::Error::QueryReturnedNoRows) => None,
+        Err(e) => return Err(e.into()),
+    };
+    value
+        .map(|v| {
+            v.parse().map_err(|_| {
+                crate::Error::Corrupt(format!(
+                    "the database's schema version {v:?} is not a number"
+                ))
+            })
+        })
+        .transpose()
 }

@@ -458,8 +458,9 @@ impl Writer {
         let written = self.write(&batches, &mut phases);
         // Tried, committed or not: a commit that reported an error may be durable.
         let max_ts = batches.iter().map(|b| b.max_ts).max().unwrap_or(i64::MIN);
+        let n = batches.iter().map(|b| b.ids.len()).sum();
         self.recent
-            .remember(batches.iter().flat_map(|b| &b.ids), max_ts);
+            .remember(batches.iter().flat_map(|b| &b.ids), n, max_ts);
         match written {
             Ok(receipts) => {
                 self.ready.store(true, Ordering::Relaxed);

@@ -199,40 +199,45 @@ async fn storage_settings_reach_duckdb() {
     store.shutdown().await.unwrap();
 }
 
-/// A file from a newer callscope is refused, and refused before anything in it changes.
+/// A file from a newer callscope, or with a version that isn't a number, is refused,
+/// and refused before anything in it changes.
 #[tokio::test]
 async fn a_newer_file_is_refused_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.append(call("acme", "c1", 3)).await.unwrap();
-    store
-        .read(|c| {
-            c.execute_batch(
-                "DROP TABLE comments; UPDATE meta SET value = '99' WHERE key = 'schema_version';",
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
-    store.shutdown().await.unwrap();
+    for (version, why) in [("99", "schema version 99"), ("x", "is not a number")] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store.append(call("acme", "c1", 3)).await.unwrap();
+        store
+            .read(move |c| {
+                c.execute_batch("DROP TABLE comments;")?;
+                c.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    [version],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store.shutdown().await.unwrap();
 
-    let path = dir.path().join("calls.duckdb");
-    let Err(err) = Store::open(&StoreConfig {
-        path: path.clone(),
-        ..StoreConfig::default()
-    }) else {
-        panic!("a newer file must be refused");
-    };
-    assert!(err.to_string().contains("schema version 99"), "{err}");
-    let conn = callscope_store::duckdb::Connection::open(&path).unwrap();
-    let comments: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'comments'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(comments, 0, "the refused file was migrated anyway");
+        let path = dir.path().join("calls.duckdb");
+        let Err(err) = Store::open(&StoreConfig {
+            path: path.clone(),
+            ..StoreConfig::default()
+        }) else {
+            panic!("a file with schema version {version:?} must be refused");
+        };
+        assert!(err.to_string().contains(why), "{err}");
+        let conn = callscope_store::duckdb::Connection::open(&path).unwrap();
+        let comments: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'comments'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(comments, 0, "the refused file was migrated anyway");
+    }
 }
 
 #[tokio::test]
