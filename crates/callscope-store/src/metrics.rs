@@ -16,6 +16,7 @@ pub struct StoreMetrics {
     commits: AtomicU64,
     rows: AtomicU64,
     duplicates: AtomicU64,
+    looked_up: AtomicU64,
     write_errors: AtomicU64,
     commit_latency: Histogram,
     ack_latency: Histogram,
@@ -33,6 +34,7 @@ impl Default for StoreMetrics {
             commits: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            looked_up: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
@@ -50,6 +52,10 @@ impl StoreMetrics {
         self.rows.fetch_add(rows as u64, Relaxed);
         self.duplicates.fetch_add(duplicates as u64, Relaxed);
         self.commit_latency.observe(took);
+    }
+
+    pub(crate) fn record_looked_up(&self, ids: usize) {
+        self.looked_up.fetch_add(ids as u64, Relaxed);
     }
 
     pub(crate) fn record_ack_latency(&self, took: Duration) {
@@ -94,6 +100,13 @@ impl StoreMetrics {
         self.duplicates.load(Relaxed)
     }
 
+    /// Incoming record ids looked up in the table to find duplicates (see
+    /// `callscope_store_dedupe_lookups_total`).
+    #[must_use]
+    pub fn dedupe_lookups(&self) -> u64 {
+        self.looked_up.load(Relaxed)
+    }
+
     /// Journal folds that ran (see `callscope_store_fold_seconds`).
     #[must_use]
     pub fn folds(&self) -> u64 {
@@ -127,6 +140,12 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Counter,
             "Records not stored again because an identical record was already stored (exporter retries).",
             c(&self.duplicates),
+        );
+        w.single(
+            "callscope_store_dedupe_lookups_total",
+            MetricKind::Counter,
+            "Incoming record ids looked up in storage to find duplicates; ids newer than what the writer remembers skip it.",
+            c(&self.looked_up),
         );
         w.single(
             "callscope_store_write_errors_total",

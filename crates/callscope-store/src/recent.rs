@@ -19,10 +19,11 @@
 //!   becomes the newest time tried before that generation began: every record tried
 //!   since then is in one of the two generations.
 //!
-//! A record stamped far in the future (a sender's clock gone wrong) raises the floor
-//! past live traffic once its generation is dropped, and, because it is the newest
-//! time stored, at every open after that: every group is then looked up in full, as
-//! before these fingerprints existed. That is slower, never wrong.
+//! A record stamped more than [`AHEAD`] past the writer's clock (a sender's clock gone
+//! wrong) would lift the floor past live traffic. Such records are remembered apart,
+//! for good, and left out of the floor; the file's newest time at open leaves them
+//! out too, and their ids are read back instead. Past [`AHEAD_CAP`] of them nothing is
+//! covered any more and every group is looked up in full: slower, never wrong.
 //!
 //! Purges delete records and leave their fingerprints, which again only costs a
 //! look-up. Records written to `logs` other than through the writer (SQL lent by
@@ -37,6 +38,13 @@ use uuid::Uuid;
 
 /// Fingerprints per generation: 2^20 buckets at hashbrown's 7/8 load, 9 MiB each.
 pub(crate) const GENERATION: usize = (1 << 20) / 8 * 7;
+
+/// How far past the writer's clock a record's time may be and still count toward the
+/// floor: five minutes, in nanoseconds.
+pub(crate) const AHEAD: i64 = 5 * 60 * 1_000_000_000;
+
+/// The most records stamped further ahead than [`AHEAD`] that are remembered.
+pub(crate) const AHEAD_CAP: usize = 100_000;
 
 /// Ids are SHA-256 derived, so their bits need no further hashing.
 #[derive(Default, Clone, Copy)]
@@ -76,16 +84,26 @@ pub(crate) struct RecentIds {
     floor: i64,
     /// The newest time tried before `current` began: the next floor.
     current_floor: i64,
-    /// The newest time tried so far.
+    /// The newest time tried so far, records further ahead than [`AHEAD`] aside.
     newest: i64,
     generation: usize,
+    /// Records stamped further ahead than [`AHEAD`] when they were tried or when the
+    /// file was opened; never dropped.
+    ahead: Fingerprints,
+    /// More than [`AHEAD_CAP`] such records: nothing is covered.
+    overflowed: bool,
 }
 
 impl RecentIds {
-    /// Starts with nothing remembered; `newest_stored` is the newest time in `logs`
-    /// (`i64::MIN` when it is empty).
-    pub(crate) fn new(newest_stored: i64, generation: usize) -> Self {
+    /// Starts with nothing remembered but `ahead_stored`: `newest_stored` is the newest
+    /// time in `logs` no further ahead than [`AHEAD`] (`i64::MIN` when there is none),
+    /// and `ahead_stored` the ids of the records further ahead (at most
+    /// [`AHEAD_CAP`] + 1 of them).
+    pub(crate) fn new(newest_stored: i64, ahead_stored: &[Uuid], generation: usize) -> Self {
+        let ahead: Fingerprints = ahead_stored.iter().map(fingerprint).collect();
         Self {
+            overflowed: ahead.len() > AHEAD_CAP,
+            ahead,
             current: Fingerprints::with_capacity_and_hasher(
                 generation,
                 BuildHasherDefault::default(),
@@ -101,24 +119,25 @@ impl RecentIds {
     /// Can a group whose oldest record is at `min_ts` be checked against these
     /// fingerprints alone?
     pub(crate) fn covers(&self, min_ts: i64) -> bool {
-        min_ts > self.floor
+        !self.overflowed && min_ts > self.floor
     }
 
     /// Might `id` be stored? `false` is certain for records [`Self::covers`] admits.
     pub(crate) fn may_hold(&self, id: &Uuid) -> bool {
         let f = fingerprint(id);
-        self.current.contains(&f) || self.previous.contains(&f)
+        self.current.contains(&f) || self.previous.contains(&f) || self.ahead.contains(&f)
     }
 
-    /// Remembers a group the writer tried to commit: its `n` ids and its newest time.
+    /// Remembers a group the writer tried to commit: its `n` ids with their times,
+    /// the writer's clock reading `now`.
     ///
     /// A group that would overfill the current generation starts the next one, so a
     /// generation never grows past the room it was given.
     pub(crate) fn remember<'a>(
         &mut self,
-        ids: impl IntoIterator<Item = &'a Uuid>,
+        ids: impl IntoIterator<Item = (&'a Uuid, i64)>,
         n: usize,
-        max_ts: i64,
+        now: i64,
     ) {
         if !self.current.is_empty() && self.current.len() + n > self.generation {
             // The oldest generation is freed before the next one is allocated.
@@ -130,10 +149,21 @@ impl RecentIds {
             self.floor = self.current_floor;
             self.current_floor = self.newest;
         }
-        for id in ids {
-            self.current.insert(fingerprint(id));
+        let horizon = now.saturating_add(AHEAD);
+        for (id, ts) in ids {
+            if ts <= horizon {
+                self.current.insert(fingerprint(id));
+                self.newest = self.newest.max(ts);
+            } else if self.ahead.len() < AHEAD_CAP {
+                self.ahead.insert(fingerprint(id));
+            } else if !self.overflowed {
+                self.overflowed = true;
+                tracing::warn!(
+                    cap = AHEAD_CAP,
+                    "More records stamped over five minutes ahead than remembered; every group is now looked up in storage for duplicates until restart."
+                );
+            }
         }
-        self.newest = self.newest.max(max_ts);
     }
 
     /// The floor, for tests.
@@ -147,15 +177,23 @@ impl RecentIds {
 mod tests {
     use super::*;
 
+    /// A clock far enough on that no time in these tests is ahead of it.
+    const LATE: i64 = i64::MAX;
+
     fn id(n: u32) -> Uuid {
         let mut h = callscope_model::RecordIdHasher::new();
         h.i64(i64::from(n));
         h.finish()
     }
 
+    /// Remembers `ids`, all stamped `ts`, with the clock at `now`.
+    fn remember(recent: &mut RecentIds, ids: &[Uuid], ts: i64, now: i64) {
+        recent.remember(ids.iter().map(|i| (i, ts)), ids.len(), now);
+    }
+
     #[test]
     fn a_group_newer_than_everything_stored_is_covered() {
-        let recent = RecentIds::new(1_000, 10);
+        let recent = RecentIds::new(1_000, &[], 10);
         assert!(!recent.covers(1_000));
         assert!(recent.covers(1_001));
         assert!(!recent.may_hold(&id(1)));
@@ -163,30 +201,30 @@ mod tests {
 
     #[test]
     fn an_empty_store_covers_everything() {
-        assert!(RecentIds::new(i64::MIN, 10).covers(i64::MIN + 1));
+        assert!(RecentIds::new(i64::MIN, &[], 10).covers(i64::MIN + 1));
     }
 
     #[test]
     fn remembered_ids_are_held_for_two_generations_and_the_floor_follows() {
-        let mut recent = RecentIds::new(0, 4);
+        let mut recent = RecentIds::new(0, &[], 4);
         // Generation 1 fills with times up to 10.
-        recent.remember(&[id(1), id(2)], 2, 5);
-        recent.remember(&[id(3), id(4)], 2, 10);
+        remember(&mut recent, &[id(1), id(2)], 5, LATE);
+        remember(&mut recent, &[id(3), id(4)], 10, LATE);
         assert_eq!(recent.floor(), 0);
         assert!(recent.may_hold(&id(1)) && recent.may_hold(&id(4)));
         // The next group doesn't fit: generation 2 begins, and generation 1 is kept.
-        recent.remember(&[id(5), id(6)], 2, 15);
+        remember(&mut recent, &[id(5), id(6)], 15, LATE);
         assert!(recent.may_hold(&id(1)) && recent.may_hold(&id(5)));
         assert_eq!(recent.floor(), 0);
         assert!(recent.covers(1));
-        recent.remember(&[id(7), id(8)], 2, 20);
+        remember(&mut recent, &[id(7), id(8)], 20, LATE);
         assert_eq!(
             recent.current.len(),
             4,
             "a generation holds no more than its room"
         );
         // Generation 3 begins: generation 1 goes, and with it the records up to 10.
-        recent.remember(&[id(9)], 1, 25);
+        remember(&mut recent, &[id(9)], 25, LATE);
         assert!(!recent.may_hold(&id(1)) && !recent.may_hold(&id(4)));
         assert!(recent.may_hold(&id(5)) && recent.may_hold(&id(8)) && recent.may_hold(&id(9)));
         assert_eq!(recent.floor(), 10);
@@ -196,21 +234,50 @@ mod tests {
 
     #[test]
     fn a_group_larger_than_a_generation_still_lands_whole() {
-        let mut recent = RecentIds::new(0, 2);
+        let mut recent = RecentIds::new(0, &[], 2);
         let ids: Vec<Uuid> = (1..=5).map(id).collect();
-        recent.remember(&ids, ids.len(), 7);
+        remember(&mut recent, &ids, 7, LATE);
         assert!(ids.iter().all(|i| recent.may_hold(i)));
         assert_eq!(recent.floor(), 0);
     }
 
     #[test]
     fn a_late_group_lowers_nothing() {
-        let mut recent = RecentIds::new(100, 2);
-        recent.remember(&[id(1), id(2)], 2, 50);
+        let mut recent = RecentIds::new(100, &[], 2);
+        remember(&mut recent, &[id(1), id(2)], 50, LATE);
         // The newest time tried is still 100, so the floor can't drop below it.
-        recent.remember(&[id(3), id(4)], 2, 60);
-        recent.remember(&[id(5), id(6)], 2, 70);
+        remember(&mut recent, &[id(3), id(4)], 60, LATE);
+        remember(&mut recent, &[id(5), id(6)], 70, LATE);
         assert_eq!(recent.floor(), 100);
         assert!(!recent.covers(100));
+    }
+
+    #[test]
+    fn records_far_ahead_of_the_clock_are_held_for_good_and_leave_the_floor_alone() {
+        let now = 1_000_000_000_000;
+        let far = now + 100 * AHEAD;
+        let mut recent = RecentIds::new(0, &[id(100)], 2);
+        assert!(recent.may_hold(&id(100)), "ids read back at open are held");
+        remember(&mut recent, &[id(1)], far, now);
+        // Live groups come and go; generations rotate several times.
+        for n in 0..10 {
+            remember(&mut recent, &[id(10 + n)], now + i64::from(n), now);
+        }
+        assert!(
+            recent.floor() < now + 10,
+            "the floor follows live traffic only"
+        );
+        assert!(recent.covers(now + 10));
+        assert!(recent.may_hold(&id(1)) && recent.may_hold(&id(100)));
+        // Just inside the horizon still counts as live.
+        remember(&mut recent, &[id(50)], now + AHEAD, now);
+        assert!(!recent.ahead.contains(&fingerprint(&id(50))));
+    }
+
+    #[test]
+    fn too_many_records_ahead_turn_the_shortcut_off() {
+        let many: Vec<Uuid> = (0..=u32::try_from(AHEAD_CAP).unwrap()).map(id).collect();
+        let recent = RecentIds::new(0, &many, 4);
+        assert!(!recent.covers(1));
     }
 }

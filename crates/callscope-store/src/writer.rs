@@ -39,9 +39,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use callscope_model::Timestamp;
 use duckdb::{
     Connection,
-    arrow::{array::BooleanArray, compute::filter_record_batch, record_batch::RecordBatch},
+    arrow::{
+        array::{Array, BooleanArray, Int64Array},
+        compute::filter_record_batch,
+        record_batch::RecordBatch,
+    },
 };
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -187,7 +192,7 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
-        let newest: Option<i64> = conn.query_row("SELECT max(ts) FROM logs", [], |r| r.get(0))?;
+        let (newest, ahead) = Self::stored_times(&conn)?;
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -198,7 +203,7 @@ impl Writer {
             closed: None,
             journal,
             last_fold: Instant::now(),
-            recent: RecentIds::new(newest.unwrap_or(i64::MIN), recent::GENERATION),
+            recent: RecentIds::new(newest, &ahead, recent::GENERATION),
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -208,6 +213,35 @@ impl Writer {
             writer.fold();
         }
         Ok(writer)
+    }
+
+    /// What [`RecentIds`] starts from: the newest stored time no further ahead of the
+    /// clock than [`recent::AHEAD`], and the ids of the records further ahead (at most
+    /// one more than [`recent::AHEAD_CAP`]).
+    fn stored_times(conn: &Connection) -> Result<(i64, Vec<Uuid>)> {
+        let horizon = Timestamp::now().0.saturating_add(recent::AHEAD);
+        let newest: Option<i64> =
+            conn.query_row("SELECT max(ts) FROM logs WHERE ts <= ?", [horizon], |r| {
+                r.get(0)
+            })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id::VARCHAR FROM logs WHERE ts > ? LIMIT {}",
+            recent::AHEAD_CAP + 1
+        ))?;
+        let ahead = stmt
+            .query_map([horizon], |r| r.get::<_, String>(0))?
+            .map(|s| {
+                let s = s?;
+                Uuid::parse_str(&s).map_err(|e| Error::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if ahead.len() > recent::AHEAD_CAP {
+            tracing::warn!(
+                cap = recent::AHEAD_CAP,
+                "The file holds more records stamped over five minutes ahead than are remembered; every group is looked up in storage for duplicates."
+            );
+        }
+        Ok((newest.unwrap_or(i64::MIN), ahead))
     }
 
     /// The write connection, reopening the database first if it is closed (at most once
@@ -457,10 +491,20 @@ impl Writer {
         let mut phases = Phases::default();
         let written = self.write(&batches, &mut phases);
         // Tried, committed or not: a commit that reported an error may be durable.
-        let max_ts = batches.iter().map(|b| b.max_ts).max().unwrap_or(i64::MIN);
         let n = batches.iter().map(|b| b.ids.len()).sum();
-        self.recent
-            .remember(batches.iter().flat_map(|b| &b.ids), n, max_ts);
+        let ids = batches.iter().flat_map(|b| {
+            let ts = b
+                .batch
+                .column_by_name("ts")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+            // `ts` is never null; without the column every id counts as stamped at
+            // the batch's newest time, which only raises the floor.
+            b.ids
+                .iter()
+                .enumerate()
+                .map(move |(i, id)| (id, ts.map_or(b.max_ts, |t| t.value(i))))
+        });
+        self.recent.remember(ids, n, Timestamp::now().0);
         match written {
             Ok(receipts) => {
                 self.ready.store(true, Ordering::Relaxed);
@@ -547,6 +591,7 @@ impl Writer {
             }
         }
         phases.looked_up = lookup.iter().map(RecordBatch::num_rows).sum();
+        self.metrics.record_looked_up(phases.looked_up);
         let conn = self.connection()?;
         let stored = if phases.looked_up == 0 {
             HashSet::new()

@@ -173,6 +173,66 @@ async fn retries_after_a_restart_and_late_batches_are_stored_once() {
     store.shutdown().await.unwrap();
 }
 
+/// Ids newer than what the writer remembers skip the look-up in storage; a record
+/// stamped a year ahead (a sender's clock gone wrong) must not switch that off, before
+/// or after a restart, and its own retry must still be found.
+#[tokio::test]
+async fn a_record_stamped_far_ahead_leaves_the_look_up_shortcut_alone() {
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap();
+    let shifted = |call_id: &str, n: i64, to: i64| -> Vec<TenantRecord> {
+        call("acme", call_id, n)
+            .into_iter()
+            .map(|mut r| {
+                r.record.timestamp.0 = to + (r.record.timestamp.0 - T0);
+                r
+            })
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ahead = shifted("from-the-future", 1, now + 365 * 86_400_000_000_000);
+    store
+        .append(shifted("c1", 5, now - 3_600_000_000_000))
+        .await
+        .unwrap();
+    store.append(ahead.clone()).await.unwrap();
+    let before = store.metrics().dedupe_lookups();
+    store
+        .append(shifted("c2", 5, now - 1_800_000_000_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.metrics().dedupe_lookups(),
+        before,
+        "a live group skips the look-up"
+    );
+    store.shutdown().await.unwrap();
+
+    let store = open(&dir);
+    // Older than what was stored before the restart: looked up.
+    store
+        .append(shifted("c0", 4, now - 7_200_000_000_000))
+        .await
+        .unwrap();
+    assert_eq!(store.metrics().dedupe_lookups(), 4);
+    // Newer than everything stored but the record from the future: not looked up.
+    store.append(shifted("c3", 5, now)).await.unwrap();
+    assert_eq!(
+        store.metrics().dedupe_lookups(),
+        4,
+        "the far-ahead record lifted the floor"
+    );
+    let again = store.append(ahead).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 1));
+    store.shutdown().await.unwrap();
+}
+
 /// `[storage]`'s DuckDB settings reach DuckDB.
 #[tokio::test]
 async fn storage_settings_reach_duckdb() {
