@@ -4,7 +4,11 @@ use callscope_model::{Call, Level, LevelCounts, Timestamp};
 use duckdb::{Connection, OptionalExt as _, types::Value};
 use uuid::Uuid;
 
-use crate::{CallFilter, Result, query::push_in, summary::call_key};
+use crate::{
+    CallFilter, Result,
+    query::{parse_id, push_in},
+    summary::{Sources, call_key},
+};
 
 /// A page of the calls list, newest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +138,7 @@ pub(crate) fn list_calls(
     let (w, params) = call_where(tenant, filter);
     // One snapshot for the journal check, the count and the page.
     let tx = conn.unchecked_transaction()?;
-    let view = summary_view(&tx)?;
+    let view = Sources::of(&tx)?.call_summary;
     let total: i64 = tx
         .prepare(&format!("SELECT count(*) FROM {view} WHERE {w}"))?
         .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
@@ -155,7 +159,7 @@ pub(crate) fn list_calls(
 /// One call; `None` when `tenant` has no call `call_id`.
 pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result<Option<Call>> {
     let tx = conn.unchecked_transaction()?;
-    let view = summary_view(&tx)?;
+    let view = Sources::of(&tx)?.call_summary;
     let call = tx
         .prepare_cached(&format!(
             "SELECT {CALL_COLUMNS} FROM {view} WHERE call_key = ?"
@@ -164,16 +168,6 @@ pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result
         .optional()?;
     tx.rollback()?;
     Ok(call)
-}
-
-/// The view the calls list and a call's summary read: `call_summary` over `calls`, or
-/// `call_summary_live` while the journal holds unfolded deltas.
-pub(crate) fn summary_view(conn: &Connection) -> Result<&'static str> {
-    Ok(if crate::summary::journal_pending(conn)? {
-        "call_summary_live"
-    } else {
-        "call_summary"
-    })
 }
 
 /// A note on a call by the customer's team.
@@ -252,7 +246,7 @@ pub(crate) fn comments(
     for row in rows {
         let (id, call_id, author, text, created) = row?;
         out.push(Comment {
-            id: Uuid::parse_str(&id).map_err(|e| crate::Error::Corrupt(e.to_string()))?,
+            id: parse_id(&id)?,
             call_id,
             author,
             text,

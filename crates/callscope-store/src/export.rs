@@ -979,7 +979,9 @@ pub(crate) async fn calls(
     let (where_sql, params) = crate::calls::call_where(tenant, filter);
     // Chosen once: an export that starts while the journal is empty reads `calls`
     // throughout, and covers what was acknowledged when it started.
-    let view = store.read_now(crate::calls::summary_view).await?;
+    let view = store
+        .read_now(|c| Ok(crate::summary::Sources::of(c)?.call_summary))
+        .await?;
     let q = ExportQuery {
         sheet: "calls",
         columns: call_columns(),

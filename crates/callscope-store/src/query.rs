@@ -29,6 +29,11 @@ pub struct LogPage {
     pub total_pages: Option<u64>,
 }
 
+/// A record or comment id as read back with `id::VARCHAR`.
+pub(crate) fn parse_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
 pub(crate) const RECORD_COLUMNS: &str =
     "id::VARCHAR, ts, level, category, event, call_id, agent_id, trace_id, span_id, data";
 
@@ -40,7 +45,7 @@ pub(crate) fn read_record(row: &duckdb::Row<'_>) -> duckdb::Result<Result<LogRec
     let data: Option<String> = row.get(9)?;
     let build = || -> Result<LogRecord> {
         Ok(LogRecord {
-            id: Uuid::parse_str(&id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            id: parse_id(&id)?,
             timestamp: Timestamp(ts),
             level: Level::from_code(level)
                 .ok_or_else(|| Error::Corrupt(format!("level code {level}")))?,

@@ -96,14 +96,10 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             "the database has schema version {v}; this callscope understands up to {SCHEMA_VERSION}"
         )));
     }
-    let had_counts: i64 = conn.query_row(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'log_counts'",
-        [],
-        |r| r.get(0),
-    )?;
+    let had_counts = has_table(conn, "log_counts")?;
     conn.execute_batch(DDL)?;
     conn.execute_batch(crate::rollup::DDL)?;
-    if had_counts == 0 {
+    if !had_counts {
         // Version 1 files: count what they already hold.
         conn.execute_batch(crate::rollup::BACKFILL)?;
     }
@@ -154,15 +150,19 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Does the file have the table `name`?
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        [name],
+        |r| r.get(0),
+    )?)
+}
+
 /// The schema version the file records; `None` for a new file (or one from before
 /// versions were recorded). A version that isn't a number is refused, like a newer one.
 fn stored_version(conn: &Connection) -> Result<Option<i64>> {
-    let has_meta: i64 = conn.query_row(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'meta'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_meta == 0 {
+    if !has_table(conn, "meta")? {
         return Ok(None);
     }
     let value: Option<String> = match conn.query_row(

@@ -25,6 +25,7 @@ use crate::{
     Error, Order, Result, SearchFilter, SearchQuery,
     query::{RECORD_COLUMNS, push_in, read_record},
     rollup::{minute_start, whole_minutes},
+    summary::Sources,
 };
 
 /// The answer to a search.
@@ -143,22 +144,12 @@ fn log_groups(conn: &Connection, w: &Where) -> Result<Groups> {
     )
 }
 
-/// `log_counts`, or `log_counts_live` while the journal holds unfolded counts.
-fn counts_table(live: bool) -> &'static str {
-    if live {
-        "log_counts_live"
-    } else {
-        "log_counts"
-    }
-}
-
-fn count_groups(conn: &Connection, w: &Where, live: bool) -> Result<Groups> {
+fn count_groups(conn: &Connection, w: &Where, sources: Sources) -> Result<Groups> {
     groups(
         conn,
         &format!(
             "SELECT event, level, category, sum(n)::BIGINT FROM {} WHERE {} GROUP BY ALL",
-            counts_table(live),
-            w.sql
+            sources.log_counts, w.sql
         ),
         &w.params,
     )
@@ -207,15 +198,15 @@ fn page(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<Vec<LogRecord>>
 pub(crate) fn search(conn: &Connection, tenant: &str, q: &SearchQuery) -> Result<SearchResult> {
     // One snapshot for the counts and the page, however many statements they take.
     let tx = conn.unchecked_transaction()?;
-    let live = crate::summary::journal_pending(&tx)?;
+    let sources = Sources::of(&tx)?;
     let f = &q.filter;
     let from = f.from.map(callscope_model::Timestamp::as_nanos);
     let to = f.to.map(callscope_model::Timestamp::as_nanos);
     let result = match whole_minutes(from, to) {
         Some(minutes) if needle(f).is_none() && f.call_ids.is_empty() => {
-            search_with_counts(&tx, tenant, q, (from, to), minutes, live)
+            search_with_counts(&tx, tenant, q, (from, to), minutes, sources)
         }
-        _ => search_by_scan(&tx, tenant, q, (from, to), live),
+        _ => search_by_scan(&tx, tenant, q, (from, to), sources),
     };
     tx.rollback()?;
     result
@@ -234,13 +225,15 @@ fn search_by_scan(
     tenant: &str,
     q: &SearchQuery,
     (mut from, mut to): (Option<i64>, Option<i64>),
-    live: bool,
+    sources: Sources,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
     if !f.call_ids.is_empty() {
-        let calls = if live { "calls_live" } else { "calls" };
-        let mut sql = format!("SELECT min(first_ts), max(last_ts) FROM {calls} WHERE tenant = ?");
+        let mut sql = format!(
+            "SELECT min(first_ts), max(last_ts) FROM {} WHERE tenant = ?",
+            sources.calls
+        );
         let mut params = vec![Value::Text(tenant.to_owned())];
         push_in(
             &mut sql,
@@ -370,7 +363,7 @@ fn search_with_counts(
     q: &SearchQuery,
     (from, to): (Option<i64>, Option<i64>),
     (lo, hi): (i64, i64),
-    live: bool,
+    sources: Sources,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
@@ -385,7 +378,7 @@ fn search_with_counts(
         log_groups(conn, &logs_where(tenant, Some(minute_start(hi + 1)), to, f))?
     };
     let cw = counts_where(tenant, (lo, hi), f);
-    let whole = count_groups(conn, &cw, live)?;
+    let whole = count_groups(conn, &cw, sources)?;
     let (n_before, n_after) = (total(&before), total(&after));
     add_groups(&mut out, before)?;
     add_groups(&mut out, whole)?;
@@ -410,8 +403,7 @@ fn search_with_counts(
             let sql = format!(
                 "SELECT minute FROM (SELECT minute, sum(sum(n)) OVER (ORDER BY minute {dir}) AS seen \
                  FROM {} WHERE {} GROUP BY minute) WHERE seen >= ? ORDER BY minute {dir} LIMIT 1",
-                counts_table(live),
-                cw.sql
+                sources.log_counts, cw.sql
             );
             let params: Vec<Value> = cw
                 .params

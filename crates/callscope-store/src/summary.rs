@@ -545,9 +545,43 @@ pub(crate) fn live_view_sql() -> String {
     )
 }
 
-/// Does the journal hold unfolded deltas, as this connection sees the database? Reads
-/// then take the live views (`calls_live`, `call_summary_live`, `log_counts_live`);
-/// otherwise the tables, which are then complete and cost nothing extra to read.
+/// Where a read takes call summaries and per-minute counts from, chosen once per
+/// snapshot ([`Sources::of`]): the tables while the journal is empty, when they are
+/// complete and cost nothing extra to read; the live views, which add the unfolded
+/// journal, while it isn't.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sources {
+    /// `calls` or `calls_live`.
+    pub(crate) calls: &'static str,
+    /// `call_summary` or `call_summary_live`.
+    pub(crate) call_summary: &'static str,
+    /// `log_counts` or `log_counts_live`.
+    pub(crate) log_counts: &'static str,
+}
+
+impl Sources {
+    const TABLES: Self = Self {
+        calls: "calls",
+        call_summary: "call_summary",
+        log_counts: "log_counts",
+    };
+    const LIVE: Self = Self {
+        calls: "calls_live",
+        call_summary: "call_summary_live",
+        log_counts: "log_counts_live",
+    };
+
+    /// The sources for reads in `conn`'s current snapshot.
+    pub(crate) fn of(conn: &duckdb::Connection) -> Result<Self> {
+        Ok(if journal_pending(conn)? {
+            Self::LIVE
+        } else {
+            Self::TABLES
+        })
+    }
+}
+
+/// Does the journal hold unfolded deltas, as this connection sees the database?
 pub(crate) fn journal_pending(conn: &duckdb::Connection) -> Result<bool> {
     Ok(conn
         .prepare_cached(

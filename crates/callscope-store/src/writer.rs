@@ -57,6 +57,7 @@ use crate::{
     metrics::StoreMetrics,
     open_connection,
     prepare::PreparedBatch,
+    query::parse_id,
     recent::{self, RecentIds},
     rollup::{self, Counts},
     summary::{self, CallDelta},
@@ -230,10 +231,7 @@ impl Writer {
         ))?;
         let ahead = stmt
             .query_map([horizon], |r| r.get::<_, String>(0))?
-            .map(|s| {
-                let s = s?;
-                Uuid::parse_str(&s).map_err(|e| Error::Corrupt(e.to_string()))
-            })
+            .map(|s| parse_id(&s?))
             .collect::<Result<Vec<_>>>()?;
         if ahead.len() > recent::AHEAD_CAP {
             tracing::warn!(
@@ -569,26 +567,26 @@ impl Writer {
         let covered = self.recent.covers(min_ts);
         let mut lookup = Vec::with_capacity(batches.len());
         for b in batches {
+            let mask: Option<BooleanArray> = covered.then(|| {
+                b.ids
+                    .iter()
+                    .map(|id| Some(self.recent.may_hold(id)))
+                    .collect()
+            });
+            if mask.as_ref().is_some_and(|m| m.true_count() == 0) {
+                continue;
+            }
             // The batch's `id` column, with its field (and UUID metadata) as prepared.
             let ids = b
                 .batch
                 .project(&[0])
                 .map_err(|e| Error::Corrupt(e.to_string()))?;
-            if covered {
-                let mask: BooleanArray = b
-                    .ids
-                    .iter()
-                    .map(|id| Some(self.recent.may_hold(id)))
-                    .collect();
-                if mask.true_count() > 0 {
-                    lookup.push(
-                        filter_record_batch(&ids, &mask)
-                            .map_err(|e| Error::Corrupt(e.to_string()))?,
-                    );
+            lookup.push(match mask {
+                Some(m) => {
+                    filter_record_batch(&ids, &m).map_err(|e| Error::Corrupt(e.to_string()))?
                 }
-            } else {
-                lookup.push(ids);
-            }
+                None => ids,
+            });
         }
         phases.looked_up = lookup.iter().map(RecordBatch::num_rows).sum();
         self.metrics.record_looked_up(phases.looked_up);
@@ -700,7 +698,7 @@ impl Writer {
         let mut out = HashSet::new();
         for row in rows {
             let s = row?;
-            out.insert(Uuid::parse_str(&s).map_err(|e| Error::Corrupt(e.to_string()))?);
+            out.insert(parse_id(&s)?);
         }
         Ok(out)
     }

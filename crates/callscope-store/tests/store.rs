@@ -48,6 +48,17 @@ fn call(tenant: &str, call: &str, n: i64) -> Vec<TenantRecord> {
         .collect()
 }
 
+/// [`call`] for `acme`, moved to begin at `start` instead of `T0`.
+fn call_at(call_id: &str, n: i64, start: i64) -> Vec<TenantRecord> {
+    call("acme", call_id, n)
+        .into_iter()
+        .map(|mut r| {
+            r.record.timestamp.0 += start - T0;
+            r
+        })
+        .collect()
+}
+
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&StoreConfig {
         path: dir.path().join("calls.duckdb"),
@@ -149,13 +160,7 @@ async fn retries_after_a_restart_and_late_batches_are_stored_once() {
     let again = store.append(early.clone()).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 10));
     // A newer call, then a batch that mixes its retry with records older than it.
-    let late: Vec<TenantRecord> = call("acme", "c2", 6)
-        .into_iter()
-        .map(|mut r| {
-            r.record.timestamp.0 += 3_600_000_000_000;
-            r
-        })
-        .collect();
+    let late = call_at("c2", 6, T0 + 3_600_000_000_000);
     assert_eq!(store.append(late.clone()).await.unwrap().inserted, 6);
     let mut mixed = late.clone();
     mixed.extend(early.iter().take(4).cloned());
@@ -185,26 +190,17 @@ async fn a_record_stamped_far_ahead_leaves_the_look_up_shortcut_alone() {
             .as_nanos(),
     )
     .unwrap();
-    let shifted = |call_id: &str, n: i64, to: i64| -> Vec<TenantRecord> {
-        call("acme", call_id, n)
-            .into_iter()
-            .map(|mut r| {
-                r.record.timestamp.0 = to + (r.record.timestamp.0 - T0);
-                r
-            })
-            .collect()
-    };
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let ahead = shifted("from-the-future", 1, now + 365 * 86_400_000_000_000);
+    let ahead = call_at("from-the-future", 1, now + 365 * 86_400_000_000_000);
     store
-        .append(shifted("c1", 5, now - 3_600_000_000_000))
+        .append(call_at("c1", 5, now - 3_600_000_000_000))
         .await
         .unwrap();
     store.append(ahead.clone()).await.unwrap();
     let before = store.metrics().dedupe_lookups();
     store
-        .append(shifted("c2", 5, now - 1_800_000_000_000))
+        .append(call_at("c2", 5, now - 1_800_000_000_000))
         .await
         .unwrap();
     assert_eq!(
@@ -217,12 +213,12 @@ async fn a_record_stamped_far_ahead_leaves_the_look_up_shortcut_alone() {
     let store = open(&dir);
     // Older than what was stored before the restart: looked up.
     store
-        .append(shifted("c0", 4, now - 7_200_000_000_000))
+        .append(call_at("c0", 4, now - 7_200_000_000_000))
         .await
         .unwrap();
     assert_eq!(store.metrics().dedupe_lookups(), 4);
     // Newer than everything stored but the record from the future: not looked up.
-    store.append(shifted("c3", 5, now)).await.unwrap();
+    store.append(call_at("c3", 5, now)).await.unwrap();
     assert_eq!(
         store.metrics().dedupe_lookups(),
         4,
