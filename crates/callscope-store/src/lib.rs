@@ -140,9 +140,16 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
         path: config.path.clone(),
         source: e,
     };
+    // DuckDB's own message for a bad size names neither the key nor the problem.
+    let not_a_size = |key: &str, value: &str| {
+        open_err(
+            format!("storage.{key} = {value:?} is not a size DuckDB accepts, such as \"512MB\"")
+                .into(),
+        )
+    };
     let mut db_config = Config::default()
         .max_memory(&config.memory_limit)
-        .map_err(|e| open_err(Box::new(e)))?;
+        .map_err(|_| not_a_size("memory_limit", &config.memory_limit))?;
     if config.threads > 0 {
         db_config = db_config
             .threads(i64::try_from(config.threads).unwrap_or(i64::MAX))
@@ -150,7 +157,7 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
     }
     db_config = db_config
         .with("checkpoint_threshold", &config.checkpoint_threshold)
-        .map_err(|e| open_err(Box::new(e)))?;
+        .map_err(|_| not_a_size("checkpoint_threshold", &config.checkpoint_threshold))?;
     Connection::open_with_flags(&config.path, db_config).map_err(|e| open_err(Box::new(e)))
 }
 

@@ -229,6 +229,37 @@ async fn a_record_stamped_far_ahead_leaves_the_look_up_shortcut_alone() {
     store.shutdown().await.unwrap();
 }
 
+/// A size DuckDB refuses stops the open with a message naming its key.
+#[test]
+fn a_bad_size_names_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.duckdb");
+    for (config, key) in [
+        (
+            StoreConfig {
+                memory_limit: "lots".into(),
+                ..StoreConfig::default()
+            },
+            "storage.memory_limit = \"lots\"",
+        ),
+        (
+            StoreConfig {
+                checkpoint_threshold: "64 parsecs".into(),
+                ..StoreConfig::default()
+            },
+            "storage.checkpoint_threshold = \"64 parsecs\"",
+        ),
+    ] {
+        let Err(err) = Store::open(&StoreConfig {
+            path: path.clone(),
+            ..config
+        }) else {
+            panic!("{key} must be refused");
+        };
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
 /// `[storage]`'s DuckDB settings reach DuckDB.
 #[tokio::test]
 async fn storage_settings_reach_duckdb() {
