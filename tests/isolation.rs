@@ -41,8 +41,9 @@ struct Endpoint {
     own: u16,
     /// Its answers show the call's records (and so carry the tenant's markers).
     shows_records: bool,
-    /// Its query parameters.
-    params: &'static [&'static str],
+    /// The `/openapi.json` path whose documented query parameters this endpoint takes
+    /// (each is tried with hostile values); `None` to try none.
+    params: Option<&'static str>,
 }
 
 /// A JSON string.
@@ -61,7 +62,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: true,
-        params: LOG_PARAMS,
+        params: Some("/v1/calls/{call_id}/logs"),
     },
     Endpoint {
         name: "call logs (alias)",
@@ -71,7 +72,8 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: true,
-        params: LOG_PARAMS,
+        // The alias takes the same parameters as the route it stands for.
+        params: Some("/v1/calls/{call_id}/logs"),
     },
     Endpoint {
         name: "call detail",
@@ -81,7 +83,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: false,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "comments",
@@ -91,7 +93,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: false,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "add comment",
@@ -101,7 +103,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 201,
         shows_records: false,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "call logs export (csv)",
@@ -111,7 +113,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: true,
-        params: LOG_EXPORT_PARAMS,
+        params: Some("/v1/calls/{call_id}/logs/export"),
     },
     Endpoint {
         name: "call logs export (jsonl)",
@@ -121,7 +123,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: true,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "call logs export (parquet)",
@@ -131,7 +133,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: false,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "call logs export (xlsx)",
@@ -141,7 +143,7 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 404,
         own: 200,
         shows_records: false,
-        params: &[],
+        params: None,
     },
     Endpoint {
         name: "search by call id",
@@ -151,84 +153,66 @@ const ENDPOINTS: &[Endpoint] = &[
         foreign: 200,
         own: 200,
         shows_records: true,
-        params: &[],
+        params: None,
     },
 ];
 
-/// Customer endpoints without a call id: method, target, and the query parameters
-/// (GET) or body fields (POST) they take. One line per endpoint.
-const COLLECTIONS: &[(&str, &str, &[&str])] = &[
-    ("GET", "/v1/calls", CALL_LIST_PARAMS),
-    ("GET", "/v1/calls/export", CALL_EXPORT_PARAMS),
-    ("POST", "/v1/logs/search", SEARCH_FIELDS),
+/// Customer endpoints without a call id: method and target. Their query parameters
+/// (GET) or body fields (POST) are the ones `/openapi.json` documents.
+const COLLECTIONS: &[(&str, &str)] = &[
+    ("GET", "/v1/calls"),
+    ("GET", "/v1/calls/export"),
+    ("POST", "/v1/logs/search"),
 ];
 
-/// The query parameters of the calls list.
-const CALL_LIST_PARAMS: &[&str] = &[
-    "status",
-    "direction",
-    "from_number",
-    "to_number",
-    "agent_id",
-    "campaign_id",
-    "hangup_reason",
-    "hangup_source",
-    "min_duration_ms",
-    "max_duration_ms",
-    "started_after",
-    "started_before",
-    "page",
-    "limit",
-];
+/// The operation `method path` of the OpenAPI document.
+fn operation<'a>(spec: &'a Value, method: &str, path: &str) -> &'a Value {
+    let op = &spec["paths"][path][method.to_ascii_lowercase()];
+    assert!(op.is_object(), "/openapi.json documents {method} {path}");
+    op
+}
 
-/// The query parameters of the calls export: the list's filters and the format.
-const CALL_EXPORT_PARAMS: &[&str] = &[
-    "format",
-    "status",
-    "direction",
-    "from_number",
-    "to_number",
-    "agent_id",
-    "campaign_id",
-    "hangup_reason",
-    "hangup_source",
-    "min_duration_ms",
-    "max_duration_ms",
-    "started_after",
-    "started_before",
-];
+/// The query parameters `/openapi.json` documents for `method path`.
+fn documented_query(spec: &Value, method: &str, path: &str) -> Vec<String> {
+    let names: Vec<String> = operation(spec, method, path)["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !names.is_empty(),
+        "{method} {path} documents query parameters"
+    );
+    names
+}
 
-/// The query parameters of the call logs export.
-const LOG_EXPORT_PARAMS: &[&str] = &["format", "order", "category", "level", "event", "min_level"];
+/// The JSON body fields `/openapi.json` documents for `method path`.
+fn documented_body(spec: &Value, method: &str, path: &str) -> Vec<String> {
+    let schema =
+        &operation(spec, method, path)["requestBody"]["content"]["application/json"]["schema"];
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap();
+            &spec["components"]["schemas"][name]
+        }
+        None => schema,
+    };
+    let names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    assert!(!names.is_empty(), "{method} {path} documents body fields");
+    names
+}
 
-/// The body fields of the search.
-const SEARCH_FIELDS: &[&str] = &[
-    "events",
-    "categories",
-    "levels",
-    "min_level",
-    "call_ids",
-    "agent_ids",
-    "from",
-    "to",
-    "search_text",
-    "sort_direction",
-    "page",
-    "size",
-];
-
-/// The query parameters of the per-call log routes.
-const LOG_PARAMS: &[&str] = &[
-    "after",
-    "before",
-    "page",
-    "limit",
-    "order",
-    "category",
-    "level",
-    "event",
-    "min_level",
-];
+/// The API's own OpenAPI document.
+async fn openapi(api: std::net::SocketAddr) -> Value {
+    let (s, b) = raw(api, "GET", "/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    serde_json::from_str(&b).unwrap()
+}
 
 /// Values that have broken SQL builders, path handling and parsers elsewhere.
 const HOSTILE: &[&str] = &[
@@ -588,6 +572,19 @@ async fn hostile_parameters_never_fail_or_leak() {
     let h = Harness::start().await;
     load(&h).await;
     let api = h.server().api_addr;
+    let spec = openapi(api).await;
+    // The lists below come from the document; it must still list the filters.
+    let calls = documented_query(&spec, "GET", "/v1/calls");
+    for p in [
+        "status",
+        "from_number",
+        "q",
+        "min_billed_duration_ms",
+        "page",
+        "limit",
+    ] {
+        assert!(calls.iter().any(|c| c == p), "/v1/calls documents `{p}`");
+    }
     let acme = bearer("acme");
     let mut answers = std::collections::BTreeMap::new();
     let mut count = |s: u16| *answers.entry(s).or_insert(0) += 1;
@@ -603,7 +600,11 @@ async fn hostile_parameters_never_fail_or_leak() {
             count(s);
         }
         // Hostile values of every parameter, on the caller's own call.
-        for p in e.params {
+        let params = e
+            .params
+            .map(|path| documented_query(&spec, e.method, path))
+            .unwrap_or_default();
+        for p in &params {
             for v in HOSTILE {
                 let target = with_query(&(e.target)("shared-id"), &format!("{p}={}", in_target(v)));
                 let (s, b) = raw(api, e.method, &target, Some(&acme), None).await;
@@ -620,7 +621,7 @@ async fn hostile_parameters_never_fail_or_leak() {
         }
         // Oversized query strings: long values, many parameters, up to the 64 KiB a URI
         // may have; past it the HTTP layer answers 414 before any route runs.
-        if let Some(p) = e.params.first() {
+        if let Some(p) = params.first() {
             for n in [10_000, 60_000, 100_000] {
                 let own = (e.target)("shared-id");
                 for target in [
@@ -642,8 +643,13 @@ async fn hostile_parameters_never_fail_or_leak() {
             }
         }
     }
-    for (method, target, fields) in COLLECTIONS {
-        for f in *fields {
+    for (method, target) in COLLECTIONS {
+        let fields = if *method == "GET" {
+            documented_query(&spec, method, target)
+        } else {
+            documented_body(&spec, method, target)
+        };
+        for f in &fields {
             for v in HOSTILE {
                 let (s, b) = if *method == "GET" {
                     let t = format!("{target}?{f}={}", in_target(v));

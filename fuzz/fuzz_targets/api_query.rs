@@ -20,8 +20,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if let Ok(f) = parse_call_filter(&params) {
-            assert!(f.min_duration_ms.is_none_or(|m| m >= 0));
-            assert!(f.max_duration_ms.is_none_or(|m| m >= 0));
+            for range in [f.duration, f.ringing_duration, f.bot_duration, f.billed_duration] {
+                assert!(range.min_ms.is_none_or(|m| m >= 0));
+                assert!(range.max_ms.is_none_or(|m| m >= 0));
+            }
+            for digits in [&f.from_number, &f.to_number].into_iter().flatten() {
+                assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+            }
             assert!(f.directions.iter().all(|d| d == "inbound" || d == "outbound"));
         }
     }

@@ -10,7 +10,7 @@ use axum::{
 use callscope_model::{Call, Timestamp};
 pub use callscope_query::NewComment;
 pub(crate) use callscope_query::parse_call_filter;
-use callscope_query::parse_comment;
+use callscope_query::{CallFilterParams, parse_comment};
 use callscope_store::Comment;
 use serde::Serialize;
 use uuid::Uuid;
@@ -43,25 +43,14 @@ pub struct CallPageBody {
     path = "/v1/calls",
     tag = "calls",
     params(
-        ("status" = Option<String>, Query, description = "`in_progress`, `completed`, `failed`, `canceled` or a terminal event's own status such as `missed`; one or a comma-separated list"),
-        ("direction" = Option<String>, Query, description = "`inbound` or `outbound`"),
-        ("from_number" = Option<String>, Query, description = "The caller's number, exactly"),
-        ("to_number" = Option<String>, Query, description = "The called number, exactly"),
-        ("agent_id" = Option<String>, Query, description = "One agent or a comma-separated list"),
-        ("campaign_id" = Option<String>, Query, description = "One campaign or a comma-separated list"),
-        ("hangup_reason" = Option<String>, Query, description = "One reason or a comma-separated list"),
-        ("hangup_source" = Option<String>, Query, description = "One source or a comma-separated list"),
-        ("min_duration_ms" = Option<u64>, Query, description = "At least this long"),
-        ("max_duration_ms" = Option<u64>, Query, description = "At most this long"),
-        ("started_after" = Option<String>, Query, description = "Started at or after this RFC 3339 time"),
-        ("started_before" = Option<String>, Query, description = "Started before this RFC 3339 time"),
+        CallFilterParams,
         ("page" = Option<u64>, Query, description = "Page number from 1"),
         ("limit" = Option<u64>, Query, description = "Calls per page, 1–1000 (default 100)"),
     ),
     responses(
         (status = 200, body = CallPageBody),
         (status = 401, body = crate::error::ErrorBody, description = "UNAUTHORIZED"),
-        (status = 422, body = crate::error::ErrorBody, description = "INVALID_PAGINATION_PARAMETERS or INVALID_QUERY_PARAMETERS"),
+        (status = 422, body = crate::error::ErrorBody, description = "INVALID_PAGINATION_PARAMETERS (`page`, `limit`) or INVALID_QUERY_PARAMETERS (a filter), the message naming the parameter"),
     ),
     security(("api_key" = []))
 )]

@@ -17,6 +17,7 @@ use crate::{
     logs::parse_log_filter,
     params::{CallId, Params, parse_order},
 };
+use callscope_query::CallFilterParams;
 
 /// `format`, `csv` when absent.
 pub(crate) fn parse_format(params: &Params) -> Result<ExportFormat, ApiError> {
@@ -160,18 +161,7 @@ pub(crate) async fn call_logs_export(
     tag = "calls",
     params(
         ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet` or `xlsx`"),
-        ("status" = Option<String>, Query, description = "As in the calls list"),
-        ("direction" = Option<String>, Query, description = "`inbound` or `outbound`"),
-        ("from_number" = Option<String>, Query, description = "The caller's number, exactly"),
-        ("to_number" = Option<String>, Query, description = "The called number, exactly"),
-        ("agent_id" = Option<String>, Query, description = "One agent or a comma-separated list"),
-        ("campaign_id" = Option<String>, Query, description = "One campaign or a comma-separated list"),
-        ("hangup_reason" = Option<String>, Query, description = "One reason or a comma-separated list"),
-        ("hangup_source" = Option<String>, Query, description = "One source or a comma-separated list"),
-        ("min_duration_ms" = Option<u64>, Query, description = "At least this long"),
-        ("max_duration_ms" = Option<u64>, Query, description = "At most this long"),
-        ("started_after" = Option<String>, Query, description = "Started at or after this RFC 3339 time"),
-        ("started_before" = Option<String>, Query, description = "Started before this RFC 3339 time"),
+        CallFilterParams,
     ),
     responses(
         (status = 200, description = "The file, as an attachment named `calls-<UTC time>.<format>`",
@@ -184,7 +174,7 @@ pub(crate) async fn call_logs_export(
             headers(("Content-Disposition" = String, description = "`attachment; filename=\"calls-20261121T100000Z.<format>\"`"))
         ),
         (status = 401, body = crate::error::ErrorBody, description = "UNAUTHORIZED"),
-        (status = 422, body = crate::error::ErrorBody, description = "INVALID_QUERY_PARAMETERS: an unknown format or a bad filter"),
+        (status = 422, body = crate::error::ErrorBody, description = "INVALID_QUERY_PARAMETERS: an unknown format or a bad filter, the message naming the parameter"),
     ),
     security(("api_key" = []))
 )]

@@ -1,5 +1,5 @@
-//! The customer API: call logs, search, calls and comments over HTTP, scoped by API
-//! key to one tenant.
+//! The customer API: call logs, search, calls, comments and exports over HTTP, scoped
+//! by API key to one tenant.
 //!
 //! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
 //! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot

@@ -21,11 +21,14 @@ mod params;
 mod search;
 mod types;
 
-pub use calls::{NewComment, parse_call_filter, parse_comment};
+pub use calls::{CallFilterParams, NewComment, number_digits, parse_call_filter, parse_comment};
 pub use logs::{DEFAULT_LIMIT, MAX_LIMIT, parse_log_filter, parse_log_query};
 pub use params::{Params, parse_order};
 pub use search::{SearchBody, parse_json, parse_search};
-pub use types::{CallFilter, LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery};
+pub use types::{
+    CallFilter, CallSearch, DurationRange, LogFilter, LogQuery, Order, PageAt, SearchFilter,
+    SearchQuery,
+};
 
 /// Why a query string or body was refused; the message names the parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

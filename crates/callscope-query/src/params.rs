@@ -3,6 +3,8 @@
 
 use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+
 use crate::{Order, QueryError};
 
 /// A parsed query string: every `name=value` pair in order.
@@ -40,6 +42,29 @@ impl Params {
             .collect()
     }
 
+    /// The parameters as a struct of raw spellings such as
+    /// [`CallFilterParams`](crate::CallFilterParams): each name maps to every value given
+    /// for it, and the struct's fields say how repeats combine (the last value, or every value
+    /// split on commas).
+    /// Names the struct does not know are ignored.
+    ///
+    /// # Errors
+    /// [`QueryError::Query`] when the values do not fit the struct (only when a field
+    /// has a type other than strings).
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, QueryError> {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            if let serde_json::Value::Array(values) = map
+                .entry(k.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            {
+                values.push(serde_json::Value::String(v.clone()));
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| QueryError::Query(format!("Invalid query parameters: {e}")))
+    }
+
     /// Every value for `name` parsed as `T` (categories, levels, …).
     pub fn parsed_list<T: FromStr>(&self, name: &str) -> Result<Vec<T>, QueryError>
     where
@@ -73,6 +98,48 @@ impl Params {
             ))),
         }
     }
+}
+
+/// One value or several: how a parameter arrives from a query string (every value
+/// given) or from a plain struct (one string).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A serde field reader: the last value given, like [`Params::one`].
+///
+/// # Errors
+/// The value is neither a string nor a list of strings.
+pub(crate) fn last<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(OneOrMany::deserialize(d)?.into_vec().pop())
+}
+
+/// A serde field reader: every value, split on commas, blanks dropped, like
+/// [`Params::list`].
+///
+/// # Errors
+/// The value is neither a string nor a list of strings.
+pub(crate) fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(OneOrMany::deserialize(d)?
+        .into_vec()
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Parses `asc`/`desc` (any case).

@@ -68,9 +68,10 @@ pub struct CallFilter {
     pub statuses: Vec<String>,
     /// Any of these directions.
     pub directions: Vec<String>,
-    /// The caller's number, exactly.
+    /// Digits the caller's number contains, once its formatting is ignored (see
+    /// [`number_digits`](crate::number_digits)).
     pub from_number: Option<String>,
-    /// The called number, exactly.
+    /// Digits the called number contains, as for `from_number`.
     pub to_number: Option<String>,
     /// Any of these agents.
     pub agent_ids: Vec<String>,
@@ -80,14 +81,40 @@ pub struct CallFilter {
     pub hangup_reasons: Vec<String>,
     /// Any of these hang-up sources.
     pub hangup_sources: Vec<String>,
-    /// At least this long (calls without a duration don't match).
-    pub min_duration_ms: Option<i64>,
-    /// At most this long (calls without a duration don't match).
-    pub max_duration_ms: Option<i64>,
+    /// Bounds on the call's duration (calls without one don't match a bound).
+    pub duration: DurationRange,
+    /// Bounds on the time the call rang before it was answered.
+    pub ringing_duration: DurationRange,
+    /// Bounds on the time the voice bot was on the call.
+    pub bot_duration: DurationRange,
+    /// Bounds on the billed time.
+    pub billed_duration: DurationRange,
     /// Started at or after this time.
     pub started_after: Option<Timestamp>,
     /// Started before this time.
     pub started_before: Option<Timestamp>,
+    /// The `q` search: a call-id prefix, or digits in either number.
+    pub search: Option<CallSearch>,
+}
+
+/// Inclusive bounds on a duration in milliseconds; a call without the duration
+/// matches no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurationRange {
+    /// At least this many milliseconds.
+    pub min_ms: Option<i64>,
+    /// At most this many milliseconds.
+    pub max_ms: Option<i64>,
+}
+
+/// What `q` matches: calls whose id starts with `call_id_prefix`, or, when `q` is
+/// spelled like a phone number, whose caller or called number contains its digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSearch {
+    /// The text as given (trimmed): a call-id prefix.
+    pub call_id_prefix: String,
+    /// Its digits, when it reads as a number.
+    pub number_digits: Option<String>,
 }
 
 /// Filters of a search; empty lists and `None` mean "any".

@@ -103,17 +103,30 @@ pub(crate) fn call_where(tenant: &str, f: &CallFilter) -> (String, Vec<Value>) {
         sql.push_str(clause);
         params.push(v);
     };
-    if let Some(v) = &f.from_number {
-        cmp("from_number = ?", Value::Text(v.clone()));
+    if let Some(d) = &f.from_number {
+        cmp(
+            &format!("contains({}, ?)", number_digits_sql("from_number")),
+            Value::Text(d.clone()),
+        );
     }
-    if let Some(v) = &f.to_number {
-        cmp("to_number = ?", Value::Text(v.clone()));
+    if let Some(d) = &f.to_number {
+        cmp(
+            &format!("contains({}, ?)", number_digits_sql("to_number")),
+            Value::Text(d.clone()),
+        );
     }
-    if let Some(v) = f.min_duration_ms {
-        cmp("duration_ms >= ?", Value::BigInt(v));
-    }
-    if let Some(v) = f.max_duration_ms {
-        cmp("duration_ms <= ?", Value::BigInt(v));
+    for (column, range) in [
+        ("duration_ms", f.duration),
+        ("ringing_duration_ms", f.ringing_duration),
+        ("bot_duration_ms", f.bot_duration),
+        ("billed_duration_ms", f.billed_duration),
+    ] {
+        if let Some(v) = range.min_ms {
+            cmp(&format!("{column} >= ?"), Value::BigInt(v));
+        }
+        if let Some(v) = range.max_ms {
+            cmp(&format!("{column} <= ?"), Value::BigInt(v));
+        }
     }
     if let Some(t) = f.started_after {
         cmp("started_ts >= ?", Value::BigInt(t.as_nanos()));
@@ -121,7 +134,25 @@ pub(crate) fn call_where(tenant: &str, f: &CallFilter) -> (String, Vec<Value>) {
     if let Some(t) = f.started_before {
         cmp("started_ts < ?", Value::BigInt(t.as_nanos()));
     }
+    if let Some(q) = &f.search {
+        sql.push_str(" AND (starts_with(call_id, ?)");
+        params.push(Value::Text(q.call_id_prefix.clone()));
+        if let Some(d) = &q.number_digits {
+            for column in ["from_number", "to_number"] {
+                sql.push_str(&format!(" OR contains({}, ?)", number_digits_sql(column)));
+                params.push(Value::Text(d.clone()));
+            }
+        }
+        sql.push(')');
+    }
     (sql, params)
+}
+
+/// A stored number's digits, in SQL: every character that is not an ASCII digit
+/// dropped, so `+1 (415) 555-0100` reads `14155550100`. Number filters carry digits
+/// only ([`callscope_query::number_digits`]), matched as a substring of this.
+pub(crate) fn number_digits_sql(column: &str) -> String {
+    format!("regexp_replace({column}, '[^0-9]', '', 'g')")
 }
 
 /// The newest-first order of the calls list (ties by call id, so pages are stable).

@@ -59,7 +59,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use calls::{CallPage, Comment};
 pub use callscope_query::{
-    CallFilter, LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery,
+    CallFilter, CallSearch, DurationRange, LogFilter, LogQuery, Order, PageAt, SearchFilter,
+    SearchQuery,
 };
 /// The DuckDB crate, for the connection [`Store::read`] lends.
 pub use duckdb;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use callscope_model::{
     Call, Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp, lookup_event,
 };
-use callscope_store::{CallFilter, Order, SearchFilter, SearchQuery, Store, StoreConfig};
+use callscope_store::{
+    CallFilter, CallSearch, DurationRange, Order, SearchFilter, SearchQuery, Store, StoreConfig,
+};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_790_000_000_000_000_000;
@@ -282,7 +284,12 @@ fn specs() -> Vec<Spec> {
             id: format!("call-{i:02}"),
             start_ms: (i * 7919) % 40 * 1_000,
             direction: if i % 2 == 0 { "inbound" } else { "outbound" },
-            from: format!("+1555{:04}", i % 6),
+            // One number written three ways: filters must see through the formatting.
+            from: match i % 3 {
+                0 => format!("+1555{:04}", i % 6),
+                1 => format!("+1 (555) {:04}", i % 6),
+                _ => format!("1-555-{:02}.{:02}", (i % 6) / 100, i % 6),
+            },
             agent: ["a", "b", "c"][i as usize % 3],
             campaign: (i % 4 == 1).then_some("spring"),
             end: match i % 5 {
@@ -309,7 +316,9 @@ fn spec_records(s: &Spec) -> Vec<TenantRecord> {
             &s.id,
             s.start_ms + 100,
             event,
-            json!({"duration_ms": duration, "hangup_reason": reason, "hangup_source": "agent"}),
+            json!({"duration_ms": duration, "hangup_reason": reason, "hangup_source": "agent",
+                   "ringing_duration_ms": spec_ringing(s), "bot_duration_ms": spec_bot(s),
+                   "billed_duration_ms": spec_billed(s)}),
         ));
     }
     for r in &mut v {
@@ -329,6 +338,116 @@ fn spec_status(s: &Spec) -> &'static str {
 
 fn spec_duration(s: &Spec) -> Option<i64> {
     s.end.map(|e| e.1)
+}
+
+fn spec_n(s: &Spec) -> i64 {
+    s.id["call-".len()..].parse().unwrap()
+}
+
+fn spec_ringing(s: &Spec) -> Option<i64> {
+    s.end.map(|_| spec_n(s) * 10)
+}
+
+fn spec_bot(s: &Spec) -> Option<i64> {
+    s.end.map(|_| spec_n(s) * 100)
+}
+
+fn spec_billed(s: &Spec) -> Option<i64> {
+    s.end.map(|_| spec_n(s) * 1_000)
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn in_range(v: Option<i64>, lo: i64, hi: i64) -> bool {
+    v.is_some_and(|v| (lo..=hi).contains(&v))
+}
+
+/// Number filters match the digits inside a number however it is written: the filter's
+/// digits come from `callscope_query::number_digits` (what the API and CLI use), the
+/// stored number's from the store's SQL.
+#[tokio::test]
+async fn number_filters_match_digits_inside_formatted_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "digits.duckdb");
+    store
+        .append(vec![
+            rec(
+                "acme",
+                "formatted",
+                0,
+                "CALL_STARTED",
+                json!({"from": "+1 (415) 555-0100", "to": "020 7946.0958"}),
+            ),
+            rec(
+                "acme",
+                "plain",
+                10,
+                "CALL_STARTED",
+                json!({"from": "+4930123", "to": "+4930999"}),
+            ),
+            rec(
+                "globex",
+                "formatted",
+                0,
+                "CALL_STARTED",
+                json!({"from": "+1 (415) 555-0100"}),
+            ),
+        ])
+        .await
+        .unwrap();
+    let find = |filter: CallFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.list_calls("acme", filter, 100, 0).await.unwrap();
+            page.calls
+                .into_iter()
+                .map(|c| c.call_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let digits = |s: &str| callscope_query::number_digits(s).unwrap();
+    for spelled in ["4155550100", "555-01", "0100", "+1 (415) 555-0100", "1.415"] {
+        let from = CallFilter {
+            from_number: Some(digits(spelled)),
+            ..Default::default()
+        };
+        assert_eq!(find(from).await, ["formatted"], "from_number {spelled}");
+    }
+    let to = CallFilter {
+        to_number: Some(digits("7946 0958")),
+        ..Default::default()
+    };
+    assert_eq!(find(to).await, ["formatted"]);
+    for miss in ["999", "5550100999", "4155550101"] {
+        let from = CallFilter {
+            from_number: Some(digits(miss)),
+            ..Default::default()
+        };
+        assert!(find(from).await.is_empty(), "from_number {miss}");
+    }
+    // `q`: the digits in either number, or a call-id prefix.
+    let q = |text: &str| CallFilter {
+        search: Some(CallSearch {
+            call_id_prefix: text.into(),
+            number_digits: callscope_query::number_digits(text),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(find(q("(415) 555")).await, ["formatted"]);
+    assert_eq!(find(q("999")).await, ["plain"], "the called number counts");
+    assert_eq!(find(q("4930")).await, ["plain"]);
+    assert_eq!(find(q("pla")).await, ["plain"]);
+    assert_eq!(find(q("form")).await, ["formatted"]);
+    assert!(
+        find(q("lain")).await.is_empty(),
+        "a prefix, not a substring"
+    );
+    assert!(
+        find(q("Plain")).await.is_empty(),
+        "call ids are case-sensitive"
+    );
 }
 
 #[tokio::test]
@@ -364,14 +483,21 @@ async fn calls_list_filters_match_a_computed_expectation() {
         ),
         (
             CallFilter {
-                from_number: Some("+15550003".into()),
+                from_number: Some("15550003".into()),
                 ..Default::default()
             },
-            Box::new(|s| s.from == "+15550003"),
+            Box::new(|s| digits(&s.from) == "15550003"),
         ),
         (
             CallFilter {
-                to_number: Some("+18000".into()),
+                from_number: Some("0003".into()),
+                ..Default::default()
+            },
+            Box::new(|s| digits(&s.from).contains("0003")),
+        ),
+        (
+            CallFilter {
+                to_number: Some("18000".into()),
                 agent_ids: vec!["b".into()],
                 ..Default::default()
             },
@@ -394,11 +520,63 @@ async fn calls_list_filters_match_a_computed_expectation() {
         ),
         (
             CallFilter {
-                min_duration_ms: Some(1_010),
-                max_duration_ms: Some(100_000),
+                duration: DurationRange {
+                    min_ms: Some(1_010),
+                    max_ms: Some(100_000),
+                },
                 ..Default::default()
             },
             Box::new(|s| spec_duration(s).is_some_and(|d| (1_010..=100_000).contains(&d))),
+        ),
+        (
+            CallFilter {
+                ringing_duration: DurationRange {
+                    min_ms: Some(100),
+                    max_ms: Some(250),
+                },
+                ..Default::default()
+            },
+            Box::new(|s| in_range(spec_ringing(s), 100, 250)),
+        ),
+        (
+            CallFilter {
+                bot_duration: DurationRange {
+                    min_ms: Some(1_500),
+                    max_ms: None,
+                },
+                ..Default::default()
+            },
+            Box::new(|s| in_range(spec_bot(s), 1_500, i64::MAX)),
+        ),
+        (
+            CallFilter {
+                billed_duration: DurationRange {
+                    min_ms: None,
+                    max_ms: Some(12_000),
+                },
+                ..Default::default()
+            },
+            Box::new(|s| in_range(spec_billed(s), 0, 12_000)),
+        ),
+        (
+            CallFilter {
+                search: Some(CallSearch {
+                    call_id_prefix: "call-1".into(),
+                    number_digits: None,
+                }),
+                ..Default::default()
+            },
+            Box::new(|s| s.id.starts_with("call-1")),
+        ),
+        (
+            CallFilter {
+                search: Some(CallSearch {
+                    call_id_prefix: "5550004".into(),
+                    number_digits: Some("5550004".into()),
+                }),
+                ..Default::default()
+            },
+            Box::new(|s| digits(&s.from).contains("5550004")),
         ),
         (
             CallFilter {

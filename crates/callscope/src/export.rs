@@ -8,7 +8,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use callscope_model::{Category, Level, Timestamp};
+use callscope_model::{Category, Level};
+use callscope_query::{CallFilterParams, QueryError};
 use callscope_store::{
     CallFilter, ExportFormat, ExportStream, LogFilter, Order, Store, StoreConfig,
 };
@@ -24,7 +25,7 @@ pub struct ExportArgs {
     pub tenant: String,
     /// Export this call's records. Without it, the tenant's calls are exported (one
     /// row per call, newest first).
-    #[arg(long, help_heading = "Export")]
+    #[arg(long, help_heading = "Export", conflicts_with = "CallFilterParams")]
     pub call: Option<String>,
     /// `csv`, `jsonl`, `parquet` or `xlsx`. Without it, the output file's extension
     /// decides.
@@ -59,99 +60,18 @@ pub struct ExportArgs {
     #[arg(long, value_parser = parse_order, requires = "call")]
     pub order: Option<Order>,
 
-    /// Calls with any of these statuses (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub status: Vec<String>,
-    /// `inbound` or `outbound` (comma-separated).
-    #[arg(long, value_delimiter = ',', value_parser = ["inbound", "outbound"], conflicts_with = "call", help_heading = "Call filters (without --call)")]
-    pub direction: Vec<String>,
-    /// The caller's number, exactly.
-    #[arg(
-        long,
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub from_number: Option<String>,
-    /// The called number, exactly.
-    #[arg(
-        long,
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub to_number: Option<String>,
-    /// Calls handled by any of these agents (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub agent_id: Vec<String>,
-    /// Calls in any of these campaigns (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub campaign_id: Vec<String>,
-    /// Calls with any of these hang-up reasons (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub hangup_reason: Vec<String>,
-    /// Calls with any of these hang-up sources (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub hangup_source: Vec<String>,
-    /// Calls at least this long.
-    #[arg(
-        long,
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub min_duration_ms: Option<u32>,
-    /// Calls at most this long.
-    #[arg(
-        long,
-        conflicts_with = "call",
-        help_heading = "Call filters (without --call)"
-    )]
-    pub max_duration_ms: Option<u32>,
-    /// Calls started at or after this RFC 3339 time.
-    #[arg(long, value_parser = parse_time, conflicts_with = "call", help_heading = "Call filters (without --call)")]
-    pub started_after: Option<Timestamp>,
-    /// Calls started before this RFC 3339 time.
-    #[arg(long, value_parser = parse_time, conflicts_with = "call", help_heading = "Call filters (without --call)")]
-    pub started_before: Option<Timestamp>,
-}
-
-fn parse_time(s: &str) -> Result<Timestamp, callscope_model::TimestampError> {
-    Timestamp::parse_rfc3339(s.trim())
+    /// The calls list's filters, spelled and checked as in the API.
+    #[command(flatten)]
+    pub calls: CallFilterParams,
 }
 
 fn parse_format(s: &str) -> Result<ExportFormat, callscope_store::UnknownFormat> {
     s.parse()
 }
 
-fn parse_order(s: &str) -> Result<Order, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "asc" => Ok(Order::Asc),
-        "desc" => Ok(Order::Desc),
-        _ => Err(format!("`{s}` is not `asc` or `desc`")),
-    }
+/// `--order`, through the API's own parser.
+fn parse_order(s: &str) -> Result<Order, QueryError> {
+    callscope_query::parse_order(Some(s), "--order")
 }
 
 impl ExportArgs {
@@ -175,27 +95,12 @@ impl ExportArgs {
             })
     }
 
-    /// The call filters (the calls export).
-    #[must_use]
-    pub fn call_filter(&self) -> CallFilter {
-        CallFilter {
-            statuses: self
-                .status
-                .iter()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect(),
-            directions: self.direction.clone(),
-            from_number: self.from_number.clone(),
-            to_number: self.to_number.clone(),
-            agent_ids: self.agent_id.clone(),
-            campaign_ids: self.campaign_id.clone(),
-            hangup_reasons: self.hangup_reason.clone(),
-            hangup_sources: self.hangup_source.clone(),
-            min_duration_ms: self.min_duration_ms.map(i64::from),
-            max_duration_ms: self.max_duration_ms.map(i64::from),
-            started_after: self.started_after,
-            started_before: self.started_before,
-        }
+    /// The call filters (the calls export), validated by the API's parser.
+    ///
+    /// # Errors
+    /// A filter the API would refuse with 422, with the API's message.
+    pub fn call_filter(&self) -> Result<CallFilter, QueryError> {
+        self.calls.parse()
     }
 
     /// The record filters (with `--call`).
@@ -250,6 +155,8 @@ pub fn open_store(storage: &StoreConfig) -> anyhow::Result<Store> {
 pub async fn run(args: &ExportArgs) -> anyhow::Result<u64> {
     let format = args.format()?;
     anyhow::ensure!(!args.tenant.trim().is_empty(), "--tenant must not be empty");
+    // Checked before the database is opened, so a typo fails fast.
+    let call_filter = args.call_filter()?;
     let config = Config::load(args.config.as_deref(), std::env::vars())?;
     let store = open_store(&config.storage)?;
     let result = async {
@@ -266,7 +173,7 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<u64> {
                 .context("reading the call's records")?
                 .with_context(|| format!("tenant `{}` has no call `{call}`", args.tenant))?,
             None => store
-                .export_calls(&args.tenant, &args.call_filter(), format)
+                .export_calls(&args.tenant, &call_filter, format)
                 .await
                 .context("reading the calls")?,
         };
@@ -316,6 +223,7 @@ async fn write_out(mut stream: ExportStream, out: &Path) -> anyhow::Result<u64> 
 
 #[cfg(test)]
 mod tests {
+    use callscope_model::Timestamp;
     use clap::Parser as _;
 
     use super::*;
@@ -389,14 +297,23 @@ mod tests {
             "2026-11-21T10:00:00Z",
             "--agent-id",
             "a1,a2",
+            "--from-number",
+            "+1 (415) 555",
+            "--max-billed-duration-ms",
+            "60000",
+            "--q",
+            "c12",
         ])
         .unwrap();
         assert_eq!(a.call, None);
-        let f = a.call_filter();
+        let f = a.call_filter().unwrap();
         assert_eq!(f.statuses, ["failed", "missed"]);
         assert_eq!(f.directions, ["inbound"]);
         assert_eq!(f.agent_ids, ["a1", "a2"]);
-        assert_eq!(f.min_duration_ms, Some(1000));
+        assert_eq!(f.duration.min_ms, Some(1000));
+        assert_eq!(f.billed_duration.max_ms, Some(60_000));
+        assert_eq!(f.from_number.as_deref(), Some("1415555"));
+        assert_eq!(f.search.map(|s| s.call_id_prefix).as_deref(), Some("c12"));
         assert_eq!(
             f.started_after,
             Some(Timestamp::parse_rfc3339("2026-11-21T10:00:00Z").unwrap())
@@ -410,17 +327,23 @@ mod tests {
             ])
             .is_err()
         );
-        assert!(parse(&["--tenant", "a", "-o", "x.csv", "--direction", "sideways"]).is_err());
-        assert!(
-            parse(&[
-                "--tenant",
-                "a",
-                "-o",
-                "x.csv",
-                "--started-after",
-                "yesterday"
-            ])
-            .is_err()
-        );
+        assert!(parse(&["--tenant", "a", "--call", "c", "-o", "x.csv", "--q", "c1"]).is_err());
+        // Values the API refuses, refused with the API's message naming the parameter.
+        for (flag, value, name) in [
+            ("--direction", "sideways", "direction"),
+            ("--started-after", "yesterday", "started_after"),
+            ("--min-duration-ms", "-5", "min_duration_ms"),
+            (
+                "--min-ringing-duration-ms",
+                "soon",
+                "min_ringing_duration_ms",
+            ),
+            ("--to-number", "abc", "to_number"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let a = parse(&["--tenant", "a", "-o", "x.csv", &arg]).unwrap();
+            let e = a.call_filter().unwrap_err();
+            assert!(e.to_string().contains(&format!("`{name}`")), "{flag}: {e}");
+        }
     }
 }
