@@ -369,7 +369,7 @@ async fn every_format_matches_the_api_after_otlp_ingest() {
     }
     let (status, _, body) = download(
         &h,
-        &format!("/v1/calls/{tricky}/logs/export?format=pdf"),
+        &format!("/v1/calls/{tricky}/logs/export?format=docx"),
         "acme",
     )
     .await;

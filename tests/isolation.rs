@@ -146,6 +146,16 @@ const ENDPOINTS: &[Endpoint] = &[
         params: None,
     },
     Endpoint {
+        name: "call logs export (pdf)",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/logs/export?format=pdf"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: None,
+    },
+    Endpoint {
         name: "search by call id",
         method: "POST",
         target: |_| "/v1/logs/search".to_owned(),

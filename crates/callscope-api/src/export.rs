@@ -1,6 +1,6 @@
 //! `GET /v1/calls/export` (the calls list) and `GET /v1/calls/{call_id}/logs/export`
-//! (a call's records) as downloadable files (CSV, JSON Lines, Parquet or XLSX),
-//! streamed as they are produced.
+//! (a call's records) as downloadable files (CSV, JSON Lines, Parquet, XLSX or a PDF
+//! report), streamed as they are produced.
 
 use axum::{
     body::Body,
@@ -13,7 +13,6 @@ use callscope_store::{ExportFormat, ExportStream, Order};
 use crate::{
     ApiError, ApiState,
     auth::Tenant,
-    calls::parse_call_filter,
     logs::parse_log_filter,
     params::{CallId, Params, parse_order},
 };
@@ -24,7 +23,7 @@ pub(crate) fn parse_format(params: &Params) -> Result<ExportFormat, ApiError> {
     params.one("format").map_or(Ok(ExportFormat::Csv), |v| {
         v.parse::<ExportFormat>().map_err(|_| {
             ApiError::InvalidQuery(format!(
-                "Invalid `format`: `{v}` is not one of csv, jsonl, parquet, xlsx"
+                "Invalid `format`: `{v}` is not one of csv, jsonl, parquet, xlsx, pdf"
             ))
         })
     })
@@ -36,6 +35,17 @@ pub(crate) fn parse_export_order(params: &Params) -> Result<Order, ApiError> {
         None => Ok(Order::Asc),
         Some(v) => Ok(parse_order(Some(v), "order")?),
     }
+}
+
+/// The record filters given, as `name` and value, for a report's heading.
+fn applied_log_filters(params: &Params) -> Vec<(String, String)> {
+    ["category", "level", "event", "min_level", "order"]
+        .into_iter()
+        .filter_map(|name| {
+            let values = params.list(name);
+            (!values.is_empty()).then(|| (name.to_owned(), values.join(",")))
+        })
+        .collect()
 }
 
 /// `s` reduced to characters that are safe in a file name on every system.
@@ -98,14 +108,16 @@ pub(crate) fn download(stream: ExportStream, stem: &str) -> Response {
 /// first unless `order=desc`. CSV is UTF-8 with a byte-order mark, a header row and
 /// RFC 3339 UTC times; JSON Lines has one record per line in the list's shape; Parquet
 /// has UTC timestamps and `data` as JSON text; XLSX has typed cells (times as
-/// date-times in UTC). The body is streamed: large exports start at once.
+/// date-times in UTC); PDF is a printable report that starts with the call's fields
+/// and the filters, then the records as in the CSV. The body is streamed: large
+/// exports start at once.
 #[utoipa::path(
     get,
     path = "/v1/calls/{call_id}/logs/export",
     tag = "logs",
     params(
         ("call_id" = String, Path, description = "The call"),
-        ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet` or `xlsx`"),
+        ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet`, `xlsx` or `pdf`"),
         ("order" = Option<String>, Query, description = "`asc` (default) or `desc` by timestamp, ties by id"),
         ("category" = Option<String>, Query, description = "One category or a comma-separated list"),
         ("level" = Option<String>, Query, description = "One level or a comma-separated list"),
@@ -119,6 +131,7 @@ pub(crate) fn download(stream: ExportStream, stem: &str) -> Response {
                 (String = "application/jsonl"),
                 (Vec<u8> = "application/vnd.apache.parquet"),
                 (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                (Vec<u8> = "application/pdf"),
             ),
             headers(("Content-Disposition" = String, description = "`attachment; filename=\"call-<call_id>-logs.<format>\"`"))
         ),
@@ -138,9 +151,10 @@ pub(crate) async fn call_logs_export(
     let format = parse_format(&params)?;
     let order = parse_export_order(&params)?;
     let filter = parse_log_filter(&params)?;
+    let applied = applied_log_filters(&params);
     let stream = state
         .store
-        .export_call_logs(&tenant.0, &call_id, filter, order, format)
+        .export_call_logs(&tenant.0, &call_id, filter, order, format, &applied)
         .await?
         .ok_or(ApiError::CallNotFound)?;
     Ok(download(
@@ -152,15 +166,16 @@ pub(crate) async fn call_logs_export(
 /// Download the calls list as a file: every call the filters select, newest first.
 ///
 /// The filters are the list's; there are no pages. Columns follow the call's JSON
-/// shape, with `from`/`to` for the numbers; in CSV, Parquet and XLSX the level counts
-/// are the columns `debug_count` … `critical_count` (numbers in XLSX), in JSON Lines
-/// the `level_counts` object. Times as in the log export.
+/// shape, with `from`/`to` for the numbers; in CSV, Parquet, XLSX and PDF the level
+/// counts are the columns `debug_count` … `critical_count` (numbers in XLSX), in JSON
+/// Lines the `level_counts` object. Times as in the log export. The PDF report names
+/// the tenant, the filters given and the generation time above the table.
 #[utoipa::path(
     get,
     path = "/v1/calls/export",
     tag = "calls",
     params(
-        ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet` or `xlsx`"),
+        ("format" = Option<String>, Query, description = "`csv` (default), `jsonl`, `parquet`, `xlsx` or `pdf`"),
         CallFilterParams,
     ),
     responses(
@@ -170,6 +185,7 @@ pub(crate) async fn call_logs_export(
                 (String = "application/jsonl"),
                 (Vec<u8> = "application/vnd.apache.parquet"),
                 (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                (Vec<u8> = "application/pdf"),
             ),
             headers(("Content-Disposition" = String, description = "`attachment; filename=\"calls-20261121T100000Z.<format>\"`"))
         ),
@@ -185,8 +201,12 @@ pub(crate) async fn calls_export(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let format = parse_format(&params)?;
-    let filter = parse_call_filter(&params)?;
-    let stream = state.store.export_calls(&tenant.0, &filter, format).await?;
+    let given = params.deserialize::<CallFilterParams>()?;
+    let filter = given.parse()?;
+    let stream = state
+        .store
+        .export_calls(&tenant.0, &filter, format, &given.applied())
+        .await?;
     let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     Ok(download(stream, &format!("calls-{now}")))
 }

@@ -348,5 +348,9 @@ async fn openapi_documents_the_filters() {
             .contains("milliseconds")
     );
 
+    let formats = doc["paths"]["/v1/calls/export"]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .unwrap();
+    assert!(formats.contains_key("application/pdf"));
     f.store.shutdown().await.unwrap();
 }

@@ -1031,7 +1031,7 @@ async fn calls_export_filters_and_isolation() {
     let (s, _, body) = get_raw(&f.app, "/v1/calls/export", None).await;
     assert_error(s, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     for q in [
-        "format=pdf",
+        "format=docx",
         "direction=sideways",
         "started_after=yesterday",
         "min_duration_ms=-1",

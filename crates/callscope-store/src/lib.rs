@@ -470,7 +470,8 @@ impl Store {
 
     /// Every record of a call that matches `filter`, in `order`, as a file in `format`,
     /// produced as it is read (see [`ExportStream`]); `None` when `tenant` has no call
-    /// `call_id`.
+    /// `call_id`. `applied` is the filter as the caller spelled it (`name`, value),
+    /// printed in a PDF report's heading after the call's fields.
     ///
     /// # Errors
     /// A database error, or a failure writing the file, before any bytes were produced.
@@ -481,12 +482,15 @@ impl Store {
         filter: LogFilter,
         order: Order,
         format: ExportFormat,
+        applied: &[(String, String)],
     ) -> Result<Option<ExportStream>> {
-        export::call_logs(self, tenant, call_id, filter, order, format).await
+        export::call_logs(self, tenant, call_id, filter, order, format, applied).await
     }
 
     /// Every one of `tenant`'s calls that `filter` selects, newest first (the calls
-    /// list's order), as a file in `format`, produced as it is read.
+    /// list's order), as a file in `format`, produced as it is read. `applied` is the
+    /// filter as the caller spelled it (`name`, value), printed in a PDF report's
+    /// heading.
     ///
     /// # Errors
     /// A database error, or a failure writing the file, before any bytes were produced.
@@ -495,8 +499,9 @@ impl Store {
         tenant: &str,
         filter: &CallFilter,
         format: ExportFormat,
+        applied: &[(String, String)],
     ) -> Result<ExportStream> {
-        export::calls(self, tenant, filter, format).await
+        export::calls(self, tenant, filter, format, applied).await
     }
 
     /// Searches `tenant`'s records across calls.

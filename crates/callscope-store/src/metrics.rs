@@ -24,7 +24,7 @@ pub struct StoreMetrics {
     /// The write queue's capacity and its semaphore, read when rendering so the depth
     /// is never stale.
     queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
-    exports: [AtomicU64; 4],
+    exports: [AtomicU64; crate::ExportFormat::ALL.len()],
     export_bytes: AtomicU64,
 }
 

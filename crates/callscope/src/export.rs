@@ -27,8 +27,8 @@ pub struct ExportArgs {
     /// row per call, newest first).
     #[arg(long, help_heading = "Export", conflicts_with = "CallFilterParams")]
     pub call: Option<String>,
-    /// `csv`, `jsonl`, `parquet` or `xlsx`. Without it, the output file's extension
-    /// decides.
+    /// `csv`, `jsonl`, `parquet`, `xlsx` or `pdf`. Without it, the output file's
+    /// extension decides.
     #[arg(long, value_parser = parse_format, help_heading = "Export")]
     pub format: Option<ExportFormat>,
     /// The file to write (replaced only once the export is complete); `-` for
@@ -89,7 +89,7 @@ impl ExportArgs {
             .and_then(|e| e.parse().ok())
             .with_context(|| {
                 format!(
-                    "pass --format csv|jsonl|parquet|xlsx (the extension of {} names no format)",
+                    "pass --format csv|jsonl|parquet|xlsx|pdf (the extension of {} names no format)",
                     self.output.display()
                 )
             })
@@ -101,6 +101,44 @@ impl ExportArgs {
     /// A filter the API would refuse with 422, with the API's message.
     pub fn call_filter(&self) -> Result<CallFilter, QueryError> {
         self.calls.parse()
+    }
+
+    /// The record filters given (with `--call`), as the API's parameter names and
+    /// values, for a report's heading.
+    fn applied_record_filters(&self) -> Vec<(String, String)> {
+        let join = |v: Vec<String>| v.join(",");
+        [
+            (
+                "category",
+                join(
+                    self.category
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect(),
+                ),
+            ),
+            (
+                "level",
+                join(self.level.iter().map(|l| l.as_str().to_owned()).collect()),
+            ),
+            ("event", join(self.event.clone())),
+            (
+                "min_level",
+                self.min_level
+                    .map(|l| l.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
+            (
+                "order",
+                self.order
+                    .map(|o| if o == Order::Asc { "asc" } else { "desc" }.to_owned())
+                    .unwrap_or_default(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 
     /// The record filters (with `--call`).
@@ -168,12 +206,13 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<u64> {
                     args.filter(),
                     args.order.unwrap_or(Order::Asc),
                     format,
+                    &args.applied_record_filters(),
                 )
                 .await
                 .context("reading the call's records")?
                 .with_context(|| format!("tenant `{}` has no call `{call}`", args.tenant))?,
             None => store
-                .export_calls(&args.tenant, &call_filter, format)
+                .export_calls(&args.tenant, &call_filter, format, &args.calls.applied())
                 .await
                 .context("reading the calls")?,
         };

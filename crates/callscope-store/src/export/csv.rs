@@ -44,6 +44,7 @@ impl CsvSink {
 }
 
 /// A cell as CSV text: empty for null, RFC 3339 UTC for times, JSON as JSON text.
+/// The PDF report shows the same text, so its rows read like the CSV's.
 pub(super) fn text(cell: &Cell) -> String {
     match cell {
         Cell::Null => String::new(),

@@ -65,7 +65,10 @@ mod tests {
     use super::*;
     use crate::{
         Order,
-        export::rows::{Column, Kind},
+        export::{
+            Heading,
+            rows::{Column, Kind},
+        },
     };
 
     #[test]
@@ -84,6 +87,7 @@ mod tests {
             params: vec![],
             keys: vec![],
             order: Order::Asc,
+            heading: Heading::default(),
         };
         let mut buf = Vec::new();
         write_json_line(

@@ -1,5 +1,6 @@
-//! File exports: every row of a query as CSV, JSON Lines, Parquet or XLSX, produced a
-//! piece at a time so that memory stays bounded however large the export is.
+//! File exports: every row of a query as CSV, JSON Lines, Parquet, XLSX or a PDF
+//! report, produced a piece at a time so that memory stays bounded however large the
+//! export is.
 //!
 //! An export is an [`ExportQuery`](rows::ExportQuery): a `WHERE` clause with `?`
 //! parameters (values are always bound, never spliced into the SQL), the columns to
@@ -11,6 +12,8 @@
 //!   reader connection that is released between chunks, so a slow client never pins
 //!   one. The encoded chunks go through a channel of [`CHANNEL_CHUNKS`] entries: when
 //!   the client stops reading, the reader stops too.
+//! - **PDF** is laid out from the same chunks a page at a time; each finished page is
+//!   sent at once (the file ends with the page tree and cross-reference table).
 //! - **XLSX** is written row by row to a worksheet in constant-memory mode (rows go to
 //!   a temporary file, not to memory), from the same keyset chunks, then streamed.
 //! - **Parquet** is written by DuckDB itself, `COPY (SELECT …) TO '<temporary file>'`,
@@ -28,6 +31,7 @@
 mod csv;
 mod jsonl;
 mod parquet;
+mod pdf;
 mod rows;
 mod xlsx;
 
@@ -38,6 +42,7 @@ use std::{
 };
 
 use callscope_model::{Category, Level};
+use duckdb::types::Value;
 use tokio::{io::AsyncReadExt as _, sync::mpsc};
 
 use self::rows::{Column, ExportQuery, KeyKind, Kind, Pager, Row, SortKey};
@@ -68,15 +73,20 @@ pub enum ExportFormat {
     /// An Excel workbook: numbers as numbers, times as date-time cells (UTC), JSON
     /// values as text. More than 1,048,575 rows continue on further worksheets.
     Xlsx,
+    /// A printable report on landscape A4 pages: title, tenant, the filters applied,
+    /// the generation time, then a table with the CSV's rows (the header repeated on
+    /// every page, long cells wrapped).
+    Pdf,
 }
 
 impl ExportFormat {
     /// Every format.
-    pub const ALL: [ExportFormat; 4] = [
+    pub const ALL: [ExportFormat; 5] = [
         ExportFormat::Csv,
         ExportFormat::Jsonl,
         ExportFormat::Parquet,
         ExportFormat::Xlsx,
+        ExportFormat::Pdf,
     ];
 
     /// The name used in `format=…` and as the file extension.
@@ -87,6 +97,7 @@ impl ExportFormat {
             ExportFormat::Jsonl => "jsonl",
             ExportFormat::Parquet => "parquet",
             ExportFormat::Xlsx => "xlsx",
+            ExportFormat::Pdf => "pdf",
         }
     }
 
@@ -106,6 +117,7 @@ impl ExportFormat {
             ExportFormat::Xlsx => {
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
             }
+            ExportFormat::Pdf => "application/pdf",
         }
     }
 
@@ -120,9 +132,9 @@ impl std::fmt::Display for ExportFormat {
     }
 }
 
-/// A format name that is none of `csv`, `jsonl`, `parquet`, `xlsx`.
+/// A format name that is none of `csv`, `jsonl`, `parquet`, `xlsx`, `pdf`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown export format `{0}`; expected one of csv, jsonl, parquet, xlsx")]
+#[error("unknown export format `{0}`; expected one of csv, jsonl, parquet, xlsx, pdf")]
 pub struct UnknownFormat(String);
 
 impl FromStr for ExportFormat {
@@ -135,7 +147,36 @@ impl FromStr for ExportFormat {
             "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
             "parquet" => Ok(ExportFormat::Parquet),
             "xlsx" => Ok(ExportFormat::Xlsx),
+            "pdf" => Ok(ExportFormat::Pdf),
             _ => Err(UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+/// What a report (the PDF format) says about an export besides its rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Heading {
+    pub(crate) title: String,
+    pub(crate) tenant: String,
+    /// When the export started, RFC 3339 UTC to the second.
+    pub(crate) generated: String,
+    /// The filters as the caller spelled them.
+    pub(crate) filters: Vec<(String, String)>,
+    /// Labelled values shown before the table.
+    pub(crate) metadata: Vec<(String, String)>,
+    /// What an empty table says.
+    pub(crate) empty: String,
+}
+
+impl Heading {
+    fn new(title: String, tenant: &str, filters: &[(String, String)], empty: &str) -> Heading {
+        Heading {
+            title,
+            tenant: tenant.to_owned(),
+            generated: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            filters: filters.to_vec(),
+            metadata: Vec::new(),
+            empty: empty.to_owned(),
         }
     }
 }
@@ -214,6 +255,14 @@ enum Sink {
     Csv(csv::CsvSink),
     Jsonl(Vec<u8>),
     Xlsx(Box<xlsx::XlsxSink>),
+    Pdf(Box<pdf::PdfSink>),
+}
+
+/// What is left to send once every row is encoded.
+enum Tail {
+    Nothing,
+    Bytes(Vec<u8>),
+    File(TempFile),
 }
 
 impl Sink {
@@ -222,6 +271,7 @@ impl Sink {
             ExportFormat::Csv => Ok(Sink::Csv(csv::CsvSink::new(q)?)),
             ExportFormat::Jsonl => Ok(Sink::Jsonl(Vec::new())),
             ExportFormat::Xlsx => Ok(Sink::Xlsx(Box::new(xlsx::XlsxSink::new(q, dir)?))),
+            ExportFormat::Pdf => Ok(Sink::Pdf(Box::new(pdf::PdfSink::new(q)))),
             ExportFormat::Parquet => Err(Error::Export("parquet is not row-encoded".into())),
         }
     }
@@ -236,6 +286,10 @@ impl Sink {
                 Ok(())
             }
             Sink::Xlsx(x) => rows.iter().try_for_each(|row| x.write_row(q, row)),
+            Sink::Pdf(p) => {
+                p.write_rows(rows);
+                Ok(())
+            }
         }
     }
 
@@ -245,14 +299,16 @@ impl Sink {
             Sink::Csv(c) => c.take(),
             Sink::Jsonl(buf) => std::mem::take(buf),
             Sink::Xlsx(_) => Vec::new(),
+            Sink::Pdf(p) => p.take(),
         }
     }
 
-    /// Completes the file; for XLSX, the finished workbook's temporary file.
-    fn finish(self) -> Result<Option<TempFile>> {
+    /// Completes the file.
+    fn finish(self) -> Result<Tail> {
         match self {
-            Sink::Csv(_) | Sink::Jsonl(_) => Ok(None),
-            Sink::Xlsx(x) => x.finish().map(Some),
+            Sink::Csv(_) | Sink::Jsonl(_) => Ok(Tail::Nothing),
+            Sink::Xlsx(x) => x.finish().map(Tail::File),
+            Sink::Pdf(p) => Ok(Tail::Bytes(p.finish())),
         }
     }
 }
@@ -327,12 +383,16 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
         }
     }
     let sink = state.0;
-    let file = tokio::task::spawn_blocking(move || sink.finish())
+    let tail = tokio::task::spawn_blocking(move || sink.finish())
         .await
         .map_err(|_| Error::Closed)??;
-    match file {
-        Some(file) => send_file(store, tx, file).await,
-        None => Ok(()),
+    match tail {
+        Tail::File(file) => send_file(store, tx, file).await,
+        Tail::Bytes(bytes) => {
+            send(store, tx, bytes).await;
+            Ok(())
+        }
+        Tail::Nothing => Ok(()),
     }
 }
 
@@ -374,20 +434,21 @@ fn category_name_sql(column: &str) -> String {
 /// The columns of a log record, in the API's order.
 fn log_columns() -> Vec<Column> {
     vec![
-        Column::new("id", "id::VARCHAR", Kind::Text),
+        Column::new("id", "id::VARCHAR", Kind::Text).width(20.0),
         Column::new("timestamp", "ts", Kind::TimestampNs),
-        Column::new("level", level_name_sql("level"), Kind::Text),
-        Column::new("category", category_name_sql("category"), Kind::Text),
-        Column::new("event", "event", Kind::Text),
+        Column::new("level", level_name_sql("level"), Kind::Text).width(9.0),
+        Column::new("category", category_name_sql("category"), Kind::Text).width(20.0),
+        Column::new("event", "event", Kind::Text).width(30.0),
         Column::new("call_id", "call_id", Kind::Text),
         Column::new("agent_id", "agent_id", Kind::Text),
-        Column::new("trace_id", "trace_id", Kind::Text),
-        Column::new("span_id", "span_id", Kind::Text),
-        Column::new("data", "data", Kind::Json),
+        Column::new("trace_id", "trace_id", Kind::Text).width(17.0),
+        Column::new("span_id", "span_id", Kind::Text).width(17.0),
+        Column::new("data", "data", Kind::Json).width(48.0),
     ]
 }
 
-/// Exports one call's records; `None` when the tenant has no such call.
+/// Exports one call's records; `None` when the tenant has no such call. `filters` are
+/// the filters as the caller spelled them, for a report's heading.
 pub(crate) async fn call_logs(
     store: &Store,
     tenant: &str,
@@ -395,6 +456,7 @@ pub(crate) async fn call_logs(
     filter: LogFilter,
     order: Order,
     format: ExportFormat,
+    filters: &[(String, String)],
 ) -> Result<Option<ExportStream>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     let Some(window) = store
@@ -403,6 +465,15 @@ pub(crate) async fn call_logs(
     else {
         return Ok(None);
     };
+    let mut heading = Heading::new(
+        format!("Call logs: {call_id}"),
+        tenant,
+        filters,
+        "No records of this call match these filters.",
+    );
+    if format == ExportFormat::Pdf {
+        heading.metadata = call_metadata(store, tenant, call_id).await?;
+    }
     let (where_sql, params) = query::call_log_where(tenant, call_id, window, &filter);
     let q = ExportQuery {
         sheet: "logs",
@@ -421,8 +492,46 @@ pub(crate) async fn call_logs(
             },
         ],
         order,
+        heading,
     };
     start(store, q, format).await.map(Some)
+}
+
+/// A call's fields as the calls export writes them, labelled by column.
+async fn call_metadata(
+    store: &Store,
+    tenant: &str,
+    call_id: &str,
+) -> Result<Vec<(String, String)>> {
+    let (t, c) = (tenant.to_owned(), call_id.to_owned());
+    store
+        .read_now(move |conn| {
+            let q = ExportQuery {
+                sheet: "calls",
+                columns: call_columns(),
+                from: crate::summary::Sources::of(conn)?.call_summary,
+                filter: "call_key = ?".into(),
+                params: vec![Value::Text(crate::summary::call_key(&t, &c))],
+                keys: vec![SortKey {
+                    sql: "call_id",
+                    kind: KeyKind::Text,
+                }],
+                order: Order::Asc,
+                heading: Heading::default(),
+            };
+            let (rows, _) = rows::fetch_chunk(conn, &q, None, None, 1)?;
+            Ok(rows
+                .first()
+                .map(|row| {
+                    q.columns
+                        .iter()
+                        .zip(row)
+                        .map(|(col, cell)| (col.name.to_owned(), csv::text(cell)))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .await
 }
 
 /// The columns of a call, in the API's order; the level counts are flat columns in
@@ -444,9 +553,9 @@ fn call_columns() -> Vec<Column> {
         Column::new("billed_duration_ms", "billed_duration_ms", Kind::Integer),
         Column::new("hangup_reason", "hangup_reason", Kind::Text),
         Column::new("hangup_source", "hangup_source", Kind::Text),
-        Column::new("recording_url", "recording_url", Kind::Text),
+        Column::new("recording_url", "recording_url", Kind::Text).width(14.0),
         Column::new("trace_id", "trace_id", Kind::Text),
-        Column::new("log_count", "log_count", Kind::Integer),
+        Column::new("log_count", "log_count", Kind::Integer).width(7.0),
     ];
     for (level, (name, sql)) in Level::ALL.iter().zip([
         ("debug_count", "debug_count"),
@@ -455,17 +564,23 @@ fn call_columns() -> Vec<Column> {
         ("error_count", "error_count"),
         ("critical_count", "critical_count"),
     ]) {
-        cols.push(Column::new(name, sql, Kind::Integer).nested("level_counts", level.as_str()));
+        cols.push(
+            Column::new(name, sql, Kind::Integer)
+                .width(7.0)
+                .nested("level_counts", level.as_str()),
+        );
     }
     cols
 }
 
 /// Exports `tenant`'s calls matching `filter`, newest first (the calls list's order).
+/// `filters` are the filters as the caller spelled them, for a report's heading.
 pub(crate) async fn calls(
     store: &Store,
     tenant: &str,
     filter: &CallFilter,
     format: ExportFormat,
+    filters: &[(String, String)],
 ) -> Result<ExportStream> {
     let (where_sql, params) = crate::calls::call_where(tenant, filter);
     // Chosen once: an export that starts while the journal is empty reads `calls`
@@ -490,6 +605,12 @@ pub(crate) async fn calls(
             },
         ],
         order: Order::Desc,
+        heading: Heading::new(
+            "Calls".to_owned(),
+            tenant,
+            filters,
+            "No calls match these filters.",
+        ),
     };
     start(store, q, format).await
 }

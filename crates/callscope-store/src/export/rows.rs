@@ -3,7 +3,7 @@
 
 use duckdb::{Connection, types::Value};
 
-use super::CHUNK_ROWS;
+use super::{CHUNK_ROWS, Heading};
 use crate::{Order, Result, query};
 
 /// How a column's values are read and written.
@@ -28,16 +28,31 @@ pub(crate) struct Column {
     /// In JSON Lines, the column is `key` inside the object `parent` (adjacent columns
     /// with one parent share the object); the tabular formats keep it flat as `name`.
     pub(crate) nested: Option<(&'static str, &'static str)>,
+    /// Its share of a PDF table's width, in characters (longer text wraps).
+    pub(crate) width: f32,
 }
 
 impl Column {
     pub(crate) fn new(name: &'static str, sql: impl Into<String>, kind: Kind) -> Self {
+        let width = match kind {
+            Kind::Text => 11.0,
+            Kind::Integer => 9.0,
+            Kind::TimestampNs => 14.0,
+            Kind::Json => 44.0,
+        };
         Self {
             name,
             sql: sql.into(),
             kind,
             nested: None,
+            width,
         }
+    }
+
+    /// A PDF table width other than its kind's.
+    pub(crate) fn width(mut self, chars: f32) -> Self {
+        self.width = chars;
+        self
     }
 
     /// In JSON Lines, `parent.key`.
@@ -78,6 +93,8 @@ pub(crate) struct ExportQuery {
     pub(crate) params: Vec<Value>,
     pub(crate) keys: Vec<SortKey>,
     pub(crate) order: Order,
+    /// What a report says about the rows (PDF only).
+    pub(crate) heading: Heading,
 }
 
 impl ExportQuery {
@@ -137,7 +154,7 @@ pub(crate) type Cursor = Vec<Value>;
 
 /// Reads up to `limit` rows after `cursor` (and, with `until`, whose first key is
 /// short of it in the order); returns them and the last row's keys.
-fn fetch_chunk(
+pub(crate) fn fetch_chunk(
     conn: &Connection,
     q: &ExportQuery,
     cursor: Option<&[Value]>,
@@ -342,6 +359,7 @@ mod tests {
                 params: vec![Value::Text("a".into())],
                 keys,
                 order,
+                heading: Heading::default(),
             };
             let expected: Vec<String> = conn
                 .prepare(&format!(
@@ -390,6 +408,7 @@ mod tests {
                 },
             ],
             order: Order::Desc,
+            heading: Heading::default(),
         };
         let mut params = Vec::new();
         let sql = q.after(&[Value::BigInt(1), Value::Text("x".into())], &mut params);
