@@ -156,6 +156,16 @@ const ENDPOINTS: &[Endpoint] = &[
         params: None,
     },
     Endpoint {
+        name: "transcript",
+        method: "GET",
+        target: |c| format!("/v1/calls/{c}/transcript"),
+        body: None,
+        foreign: 404,
+        own: 200,
+        shows_records: false,
+        params: None,
+    },
+    Endpoint {
         name: "search by call id",
         method: "POST",
         target: |_| "/v1/logs/search".to_owned(),

@@ -1,5 +1,5 @@
-//! The customer API: call logs, search, calls, comments and exports over HTTP, scoped
-//! by API key to one tenant.
+//! The customer API: call logs, search, calls, transcripts, comments and exports over
+//! HTTP, scoped by API key to one tenant.
 //!
 //! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
 //! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot
@@ -29,6 +29,7 @@ pub mod openapi;
 mod ops;
 mod params;
 mod search;
+mod transcript;
 
 use std::sync::{
     Arc,
@@ -51,6 +52,7 @@ pub use config::{ApiConfig, ApiKeyConfig};
 pub use error::{ApiError, ErrorBody};
 pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
+pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -130,6 +132,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/calls/{call_id}/comments",
             get(calls::list_comments).post(calls::add_comment),
+        )
+        .route(
+            "/v1/calls/{call_id}/transcript",
+            get(transcript::transcript),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

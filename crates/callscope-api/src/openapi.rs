@@ -17,10 +17,11 @@ use utoipa::{
         crate::calls::get_call,
         crate::calls::add_comment,
         crate::calls::list_comments,
+        crate::transcript::transcript,
         crate::export::call_logs_export,
         crate::export::calls_export,
     ),
-    components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, callscope_model::Call, callscope_model::LevelCounts, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
+    components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, crate::transcript::TranscriptBody, crate::transcript::TranscriptLineBody, crate::transcript::Role, callscope_model::Call, callscope_model::LevelCounts, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
     modifiers(&BearerKey),
     tags((name = "logs", description = "Call logs and search"), (name = "calls", description = "Calls and their comments"))
 )]

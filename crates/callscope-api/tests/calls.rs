@@ -1,5 +1,6 @@
 //! The calls list's filters (durations, numbers by digits, `q`) on the list and the
-//! calls export alike, driven directly (no sockets) over a real DuckDB file.
+//! calls export alike, and a call's transcript, driven directly (no sockets) over a real
+//! DuckDB file.
 
 use std::sync::Arc;
 
@@ -295,8 +296,143 @@ async fn bad_filter_values_are_422_naming_the_parameter() {
     f.store.shutdown().await.unwrap();
 }
 
+/// The records of a conversation, out of order, with lines that have no text and
+/// events that are not part of a transcript.
+fn conversation(tenant: &str, call: &str) -> Vec<TenantRecord> {
+    let line = |ms: i64, event: &str, data: Value| {
+        let mut r = rec(tenant, call, ms, event, data);
+        r.record.category = if event == "USER_MESSAGE_RECEIVED" {
+            Category::User
+        } else {
+            Category::Agent
+        };
+        r
+    };
+    vec![
+        line(
+            30,
+            "AGENT_MESSAGE_SENT",
+            json!({"text": "Sure, let me check.", "turn": "2"}),
+        ),
+        line(
+            10,
+            "GREETING_SENT",
+            json!({"text": "Hi, this is Ava from Acme.", "turn": 0}),
+        ),
+        line(
+            20,
+            "USER_MESSAGE_RECEIVED",
+            json!({"text": "<img src=x onerror=alert(1)>", "turn": 1, "confidence": 0.9}),
+        ),
+        line(25, "TURN_LATENCY", json!({"turn": 1, "end_to_end_ms": 800})),
+        line(40, "USER_MESSAGE_RECEIVED", json!({"confidence": 0.1})),
+        line(
+            50,
+            "REMINDER_MESSAGE_SENT",
+            json!({"text": "Are you still there? 📞", "turn": 3.5}),
+        ),
+        line(60, "AGENT_MESSAGE_SENT", json!({"text": 42, "turn": 4})),
+        line(0, "CALL_STARTED", json!({})),
+    ]
+}
+
 #[tokio::test]
-async fn openapi_documents_the_filters() {
+async fn the_transcript_is_the_conversation_oldest_first() {
+    let f = fixture().await;
+    f.store.append(conversation("acme", "talk")).await.unwrap();
+    f.store
+        .append(conversation("globex", "globex-talk"))
+        .await
+        .unwrap();
+    let (s, body) = get_json(&f.app, "/v1/calls/talk/transcript", Some(ACME_KEY)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["call_id"], "talk");
+    let lines = body["data"].as_array().unwrap();
+    let got: Vec<(&str, &str, &str, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["role"].as_str().unwrap(),
+                l["event"].as_str().unwrap(),
+                l["text"].as_str().unwrap(),
+                l["turn"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "agent",
+                "GREETING_SENT",
+                "Hi, this is Ava from Acme.",
+                json!(0)
+            ),
+            (
+                "user",
+                "USER_MESSAGE_RECEIVED",
+                "<img src=x onerror=alert(1)>",
+                json!(1)
+            ),
+            (
+                "agent",
+                "AGENT_MESSAGE_SENT",
+                "Sure, let me check.",
+                Value::Null
+            ),
+            (
+                "agent",
+                "REMINDER_MESSAGE_SENT",
+                "Are you still there? 📞",
+                Value::Null
+            ),
+            ("agent", "AGENT_MESSAGE_SENT", "42", json!(4)),
+        ]
+    );
+    // Each line is the record of that id, at its time.
+    let (_, logs) = get_json(
+        &f.app,
+        "/v1/calls/talk/logs?order=asc&limit=1000",
+        Some(ACME_KEY),
+    )
+    .await;
+    for l in lines {
+        let record = logs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == l["id"])
+            .unwrap_or_else(|| panic!("{l}"));
+        assert_eq!(record["timestamp"], l["timestamp"]);
+        assert_eq!(record["event"], l["event"]);
+    }
+    assert_eq!(lines[0]["timestamp"], "2026-09-21T14:13:20.010000Z");
+
+    // A call without transcript events has an empty transcript.
+    let (s, body) = get_json(&f.app, "/v1/calls/c-100/transcript", Some(ACME_KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, json!({"call_id": "c-100", "data": []}));
+    // Another tenant's call, or none, is 404 in the contract's shape.
+    for (uri, key) in [
+        ("/v1/calls/globex-talk/transcript", ACME_KEY),
+        ("/v1/calls/talk/transcript", GLOBEX_KEY),
+        ("/v1/calls/nope/transcript", ACME_KEY),
+    ] {
+        let (s, body) = get_json(&f.app, uri, Some(key)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(body["error_code"], "CALL_NOT_FOUND", "{uri}");
+        assert!(!body.to_string().contains("Ava"), "{uri}");
+    }
+    let (s, _) = get(&f.app, "/v1/calls/talk/transcript", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // globex sees its own.
+    let (_, body) = get_json(&f.app, "/v1/calls/globex-talk/transcript", Some(GLOBEX_KEY)).await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 5);
+    f.store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn openapi_documents_the_filters_and_the_transcript() {
     let f = fixture().await;
     let (_, doc) = get_json(&f.app, "/openapi.json", None).await;
     let names = |path: &str| -> Vec<String> {
@@ -348,6 +484,15 @@ async fn openapi_documents_the_filters() {
             .contains("milliseconds")
     );
 
+    let op = &doc["paths"]["/v1/calls/{call_id}/transcript"]["get"];
+    assert!(op.is_object());
+    assert!(op["responses"]["404"].is_object());
+    assert!(op["responses"]["401"].is_object());
+    let line = &doc["components"]["schemas"]["TranscriptLineBody"]["properties"];
+    for field in ["id", "timestamp", "role", "event", "text", "turn"] {
+        assert!(line[field].is_object(), "{field}");
+    }
+    assert!(doc["components"]["schemas"]["TranscriptBody"].is_object());
     let formats = doc["paths"]["/v1/calls/export"]["get"]["responses"]["200"]["content"]
         .as_object()
         .unwrap();

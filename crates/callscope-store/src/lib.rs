@@ -39,6 +39,7 @@ mod rollup;
 mod schema;
 mod search;
 mod summary;
+mod transcript;
 mod writer;
 
 use std::{
@@ -69,6 +70,7 @@ pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use metrics::StoreMetrics;
 pub use query::LogPage;
 pub use search::SearchResult;
+pub use transcript::{Speaker, TRANSCRIPT_EVENTS, TranscriptLine};
 
 /// `[storage]` in callscope.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -568,6 +570,21 @@ impl Store {
     pub async fn comments(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<Comment>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read_now(move |c| calls::comments(c, &tenant, &call_id))
+            .await
+    }
+
+    /// A call's transcript (what the caller and the agent said), oldest first; `None`
+    /// when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn transcript(
+        &self,
+        tenant: &str,
+        call_id: &str,
+    ) -> Result<Option<Vec<TranscriptLine>>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read_now(move |c| transcript::transcript(c, &tenant, &call_id))
             .await
     }
 
