@@ -554,7 +554,7 @@ fn call_columns() -> Vec<Column> {
         Column::new("hangup_reason", "hangup_reason", Kind::Text),
         Column::new("hangup_source", "hangup_source", Kind::Text),
         Column::new("recording_url", "recording_url", Kind::Text).width(14.0),
-        Column::new("trace_id", "trace_id", Kind::Text),
+        Column::new("trace_id", "trace_id", Kind::Text).width(13.0),
         Column::new("log_count", "log_count", Kind::Integer).width(7.0),
     ];
     for (level, (name, sql)) in Level::ALL.iter().zip([
@@ -566,7 +566,7 @@ fn call_columns() -> Vec<Column> {
     ]) {
         cols.push(
             Column::new(name, sql, Kind::Integer)
-                .width(7.0)
+                .width(if name == "warning_count" { 9.0 } else { 7.0 })
                 .nested("level_counts", level.as_str()),
         );
     }

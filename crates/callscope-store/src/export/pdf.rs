@@ -31,6 +31,8 @@ const CELL_LEADING: f32 = 7.2;
 const CELL_PAD: f32 = 2.5;
 /// The most lines a cell wraps onto.
 pub(crate) const MAX_CELL_LINES: usize = 6;
+/// Columns of the metadata block (a call's fields).
+const GRID_COLUMNS: usize = 3;
 /// Room kept free at the bottom of a page for its footer.
 const FOOTER_H: f32 = 20.0;
 
@@ -302,7 +304,7 @@ impl PdfWriter {
                 y -= 11.0;
                 self.text(MARGIN, y, 10.0, true, "Call");
                 let metadata = self.report.metadata.clone();
-                y = self.labelled(&metadata, y, width);
+                y = self.grid(&metadata, y, width);
             }
             y -= 10.0;
         } else {
@@ -344,6 +346,39 @@ impl PdfWriter {
                     self.text(MARGIN, y, SIZE, true, label);
                 }
                 self.text(MARGIN + LABEL_W, y, SIZE, false, line);
+            }
+        }
+        y
+    }
+
+    /// `label value` pairs at 7 points in [`GRID_COLUMNS`] columns, filled row by row,
+    /// values wrapped to their column; returns the baseline of the last line.
+    fn grid(&mut self, pairs: &[(String, String)], mut y: f32, width: f32) -> f32 {
+        const SIZE: f32 = 7.0;
+        const LEADING: f32 = 9.0;
+        #[allow(clippy::cast_precision_loss)]
+        let col_w = width / GRID_COLUMNS as f32;
+        let label_w = col_w * 0.4;
+        for row in pairs.chunks(GRID_COLUMNS) {
+            let cells: Vec<(&String, Vec<String>)> = row
+                .iter()
+                .map(|(label, value)| (label, wrap(value, col_w - label_w - 6.0, SIZE, false)))
+                .collect();
+            let lines = cells.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+            for (i, (label, value)) in cells.iter().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let x = MARGIN + col_w * i as f32;
+                let label = wrap(label, label_w - 4.0, SIZE, true);
+                self.text(x, y - LEADING, SIZE, true, &label[0]);
+                for (j, line) in value.iter().enumerate() {
+                    #[allow(clippy::cast_precision_loss)]
+                    let baseline = y - LEADING * (j as f32 + 1.0);
+                    self.text(x + label_w, baseline, SIZE, false, line);
+                }
+            }
+            #[allow(clippy::cast_precision_loss)]
+            {
+                y -= LEADING * lines as f32;
             }
         }
         y

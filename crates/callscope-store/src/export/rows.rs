@@ -37,7 +37,7 @@ impl Column {
         let width = match kind {
             Kind::Text => 11.0,
             Kind::Integer => 9.0,
-            Kind::TimestampNs => 14.0,
+            Kind::TimestampNs => 15.0,
             Kind::Json => 44.0,
         };
         Self {
