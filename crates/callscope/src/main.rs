@@ -29,8 +29,8 @@ enum Command {
     /// customer view.
     Demo(callscope::demo::DemoArgs),
     /// Export a call's records (--call) or the calls list to a file (CSV, JSON Lines,
-    /// Parquet or XLSX): the same file the API's export serves. Run it while the server
-    /// is stopped.
+    /// Parquet, XLSX or a PDF report): the same file the API's export serves. Run it
+    /// while the server is stopped.
     Export(Box<callscope::export::ExportArgs>),
     /// Send realistic call-log traffic to a collector at full speed (or a fixed rate)
     /// and report acknowledged records/s, acknowledgement latency and errors.
