@@ -502,8 +502,9 @@ fn cli(db: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// `callscope export` writes the same files as the API for the same queries (a call's
-/// records, and the calls list), refuses politely while a server holds the database,
-/// and writes nothing for a call the tenant does not have.
+/// records, and the calls list; PDF reports read the same but for their generation
+/// time), refuses politely while a server holds the database, and writes nothing for a
+/// call the tenant does not have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_writes_what_the_api_serves() {
     let mut h = Harness::start().await;
@@ -541,6 +542,12 @@ async fn the_cli_writes_what_the_api_serves() {
             assert_eq!(status, 200);
             from_api.push(body);
         }
+    }
+    let mut api_pdfs = Vec::new();
+    for (_, url, _) in &cases {
+        let (status, _, body) = download(&h, &format!("{url}&format=pdf"), &call.tenant).await;
+        assert_eq!(status, 200);
+        api_pdfs.push(body);
     }
     let db = h.db_path();
     let out = h.dir.path().join("cli-out");
@@ -593,6 +600,41 @@ async fn the_cli_writes_what_the_api_serves() {
                 );
             }
         }
+    }
+
+    // PDF reports: the same report but for its generation time.
+    let pdfs = h.dir.path().join("pdf");
+    std::fs::create_dir(&pdfs).unwrap();
+    for ((what, _, args), api_pdf) in cases.iter().zip(&api_pdfs) {
+        let file = pdfs.join(format!("{what}.pdf"));
+        let mut all = vec!["--tenant", &call.tenant];
+        all.extend(args.iter().copied());
+        all.extend(["-o", file.to_str().unwrap()]);
+        let o = cli(&db, &all);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let api_file = pdfs.join(format!("api-{what}.pdf"));
+        std::fs::write(&api_file, api_pdf).unwrap();
+        let text = |path: &Path| {
+            let o = Command::new("pdftotext")
+                .args(["-layout", "-enc", "UTF-8"])
+                .arg(path)
+                .arg("-")
+                .output()
+                .expect("pdftotext (poppler-utils) is installed");
+            assert!(o.status.success());
+            String::from_utf8(o.stdout)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.to_lowercase().contains("generated"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (cli_text, api_text) = (text(&file), text(&api_file));
+        assert!(cli_text.contains(&call.tenant), "{what}: {cli_text}");
+        assert_eq!(
+            cli_text, api_text,
+            "{what}: the CLI's report reads as the API's"
+        );
     }
 
     // Another tenant's call: an error, and no file.
