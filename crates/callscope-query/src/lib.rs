@@ -19,15 +19,17 @@ mod calls;
 mod logs;
 mod params;
 mod search;
+mod stream;
 mod types;
 
 pub use calls::{CallFilterParams, NewComment, number_digits, parse_call_filter, parse_comment};
 pub use logs::{DEFAULT_LIMIT, MAX_LIMIT, parse_log_filter, parse_log_query};
 pub use params::{Params, parse_order};
 pub use search::{SearchBody, parse_json, parse_search};
+pub use stream::parse_stream_query;
 pub use types::{
     CallFilter, CallSearch, DurationRange, LogFilter, LogQuery, Order, PageAt, SearchFilter,
-    SearchQuery,
+    SearchQuery, StreamFilter, StreamQuery,
 };
 
 /// Why a query string or body was refused; the message names the parameter.

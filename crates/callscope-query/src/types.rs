@@ -152,3 +152,24 @@ pub struct SearchQuery {
     /// Records per page; 0 asks for the counts only.
     pub size: u64,
 }
+
+/// Filters of a live stream: the log list's, and for the tenant-wide stream also
+/// calls and agents. Empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFilter {
+    /// Category, level, event and minimum level, as the log list takes them.
+    pub log: LogFilter,
+    /// Any of these calls (tenant-wide stream only).
+    pub call_ids: Vec<String>,
+    /// Any of these agents (tenant-wide stream only).
+    pub agent_ids: Vec<String>,
+}
+
+/// A validated live-stream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamQuery {
+    /// What to send.
+    pub filter: StreamFilter,
+    /// Resume after this record (`Last-Event-ID` or `after`): send what followed it.
+    pub after: Option<Uuid>,
+}

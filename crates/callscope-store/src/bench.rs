@@ -83,6 +83,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> Result<Duratio
         Option<String>,
         Option<String>,
         Option<String>,
+        Option<i64>,
     );
     let bad = || Error::Corrupt("not a logs batch".into());
     let mut rows: Vec<Row> = Vec::new();
@@ -121,6 +122,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> Result<Duratio
                 opt(span, i),
                 opt(data, i),
                 opt(search, i),
+                None,
             ));
         }
     }
@@ -130,7 +132,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> Result<Duratio
         let mut app = conn.appender("logs")?;
         for r in &rows {
             app.append_row(params![
-                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11
+                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12
             ])?;
         }
         app.flush()?;

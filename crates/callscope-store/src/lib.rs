@@ -31,6 +31,7 @@ pub mod bench;
 mod calls;
 mod error;
 mod export;
+mod live;
 mod metrics;
 mod prepare;
 mod query;
@@ -61,12 +62,16 @@ use tokio::sync::{Semaphore, oneshot};
 pub use calls::{CallPage, Comment};
 pub use callscope_query::{
     CallFilter, CallSearch, DurationRange, LogFilter, LogQuery, Order, PageAt, SearchFilter,
-    SearchQuery,
+    SearchQuery, StreamFilter,
 };
 /// The DuckDB crate, for the connection [`Store::read`] lends.
 pub use duckdb;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportStream, UnknownFormat};
+pub use live::{
+    CALL_CHANNEL_BATCHES, Lag, LiveBatch, LiveRecord, MAX_BATCH_RECORDS, Subscription,
+    TENANT_CHANNEL_BATCHES,
+};
 pub use metrics::StoreMetrics;
 pub use query::LogPage;
 pub use search::SearchResult;
@@ -175,6 +180,7 @@ struct Inner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
     journal: Arc<writer::Journal>,
+    hub: Arc<live::Hub>,
 }
 
 /// The call-log store. Cheap to clone; every clone shares one database.
@@ -221,6 +227,7 @@ impl Store {
         let queue_records = config.queue_records.max(1);
         let (tx, rx) = mpsc::channel();
         let journal = Arc::new(writer::Journal::default());
+        let hub = Arc::new(live::Hub::default());
         let w = writer::Writer::new(
             conn,
             rx,
@@ -232,6 +239,7 @@ impl Store {
                 readers: readers.clone(),
             },
             journal.clone(),
+            hub.clone(),
         )?;
         let handle = std::thread::Builder::new()
             .name("callscope-writer".into())
@@ -252,6 +260,7 @@ impl Store {
                 writer_thread: Mutex::new(Some(handle)),
                 path,
                 journal,
+                hub,
             }),
         };
         if config.retention_days > 0 {
@@ -617,6 +626,63 @@ impl Store {
         .await
     }
 
+    /// Newly committed records of `tenant` (of one call, with `call_id`), from now on,
+    /// in commit order: what a live stream listens to. Subscribe before reading the
+    /// backlog with [`Store::stream_page`], then skip live records whose `seq` was
+    /// already sent, and nothing committed in between is lost.
+    #[must_use]
+    pub fn subscribe(&self, tenant: &str, call_id: Option<&str>) -> Subscription {
+        self.inner.hub.subscribe(tenant, call_id)
+    }
+
+    /// Up to `limit` of `tenant`'s records (of call `call_id`, when given) that pass
+    /// `filter` and were committed after the record numbered `after_seq`, in commit
+    /// order; `None` when the tenant has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn stream_page(
+        &self,
+        tenant: &str,
+        call_id: Option<&str>,
+        filter: StreamFilter,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<LiveRecord>>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
+        self.read_now(move |c| {
+            live::page(c, &tenant, call_id.as_deref(), &filter, after_seq, limit)
+        })
+        .await
+    }
+
+    /// The commit sequence number of `tenant`'s record `id` (within call `call_id`,
+    /// when given): where a stream resuming after that record starts. `None` when
+    /// there is no such record.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn stream_position(
+        &self,
+        tenant: &str,
+        call_id: Option<&str>,
+        id: uuid::Uuid,
+    ) -> Result<Option<i64>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
+        self.read_now(move |c| live::seq_of(c, &tenant, call_id.as_deref(), id))
+            .await
+    }
+
+    /// Does `tenant` have the call `call_id`?
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn has_call(&self, tenant: &str, call_id: &str) -> Result<bool> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read_now(move |c| Ok(query::call_window(c, &tenant, &call_id)?.is_some()))
+            .await
+    }
+
     /// Stops taking writes, commits what is queued, checkpoints, and stops the writer.
     /// Later appends fail with [`Error::Closed`].
     ///
@@ -639,6 +705,8 @@ impl Store {
         if let Some(h) = writer_thread {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+        // Nothing more will be committed: live streams end.
+        self.inner.hub.close();
         tracing::info!(path = %self.inner.path.display(), "Store closed.");
         result
     }

@@ -57,6 +57,8 @@ pub(crate) fn logs_schema() -> SchemaRef {
         Field::new("span_id", DataType::Utf8, true),
         Field::new("data", DataType::Utf8, true),
         Field::new("search", DataType::Utf8, true),
+        // Numbered by the writer when it appends the batch (`with_seq`).
+        Field::new("seq", DataType::Int64, true),
     ]))
 }
 
@@ -203,6 +205,7 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
         ),
         Arc::new(StringArray::from(data)),
         Arc::new(StringArray::from(search)),
+        Arc::new(Int64Array::new_null(n)),
     ];
     let batch =
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -216,4 +219,19 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
         min_ts,
         max_ts,
     })
+}
+
+/// `batch` (a prepared batch, or rows of one) with its `seq` column numbered from
+/// `first`, one per row.
+///
+/// # Errors
+/// The batch does not have the `logs` columns (a bug).
+pub(crate) fn with_seq(batch: &RecordBatch, first: i64) -> Result<RecordBatch> {
+    let n = i64::try_from(batch.num_rows()).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let mut columns = batch.columns().to_vec();
+    let last = columns
+        .last_mut()
+        .ok_or_else(|| Error::Corrupt("a batch without columns".into()))?;
+    *last = Arc::new(Int64Array::from_iter_values(first..first + n));
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Corrupt(e.to_string()))
 }

@@ -5,6 +5,9 @@
 //! window skip most of the table; the per-call query gets that window from `calls` (and
 //! from `call_journal` while it holds unfolded deltas).
 //!
+//! `logs.seq` is the commit sequence number the writer gives each record (see
+//! `live.rs`): live streams send records in that order and resume by it.
+//!
 //! `calls` holds one row per call: the call's time window and counts, and the summary
 //! fields its lifecycle events feed (its columns are listed once, in `summary.rs`). One
 //! call is looked up by `call_key`, which has a unique index. The view `call_summary`
@@ -21,7 +24,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -45,7 +48,10 @@ CREATE TABLE IF NOT EXISTS logs (
     data      VARCHAR USING COMPRESSION uncompressed,
     -- lower-cased message and data values, for text search; stored uncompressed so a
     -- substring scan reads the bytes directly instead of decoding FSST first
-    search    VARCHAR USING COMPRESSION uncompressed
+    search    VARCHAR USING COMPRESSION uncompressed,
+    -- the commit sequence number: the single writer numbers records in the order it
+    -- commits them, across restarts (live streams resume by it)
+    seq       BIGINT
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     key_sha256 VARCHAR PRIMARY KEY,
@@ -97,7 +103,20 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     let had_counts = has_table(conn, "log_counts")?;
+    let had_logs = has_table(conn, "logs")?;
     conn.execute_batch(DDL)?;
+    // Version 5: the commit sequence number. Files from before number their records
+    // in time order (ties by id), which is the order they were most likely committed.
+    if had_logs && !has_column(conn, "logs", "seq")? {
+        conn.execute_batch(
+            "BEGIN TRANSACTION;
+             ALTER TABLE logs ADD COLUMN seq BIGINT;
+             UPDATE logs SET seq = n.seq
+             FROM (SELECT rowid AS row_id, row_number() OVER (ORDER BY ts, id) AS seq FROM logs) n
+             WHERE logs.rowid = n.row_id;
+             COMMIT;",
+        )?;
+    }
     conn.execute_batch(crate::rollup::DDL)?;
     if !had_counts {
         // Version 1 files: count what they already hold.
@@ -155,6 +174,15 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn.query_row(
         "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
         [name],
+        |r| r.get(0),
+    )?)
+}
+
+/// Does table `table` have the column `name`?
+fn has_column(conn: &Connection, table: &str, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? AND column_name = ?",
+        [table, name],
         |r| r.get(0),
     )?)
 }

@@ -455,8 +455,8 @@ mod tests {
             "INSERT INTO logs SELECT uuid(), 't1', 'call-' || (i % 17), 1000 * (i // 3), \
              1 + i % 5, 1 + i % 12, ['A', 'B', 'C'][1 + i % 3], 'agent-' || (i % 4), \
              NULL, NULL, '{{\"text\": \"x\"}}', \
-             CASE WHEN i % 97 = 0 THEN 'rare needle ' ELSE 'common words ' END || (i % 10) \
-             FROM range({n}) t(i)"
+             CASE WHEN i % 97 = 0 THEN 'rare needle ' ELSE 'common words ' END || (i % 10), \
+             i + 1 FROM range({n}) t(i)"
         ))
         .unwrap();
         conn

@@ -54,9 +54,10 @@ use uuid::Uuid;
 
 use crate::{
     AppendReceipt, Error, Readers, Result, StoreConfig,
+    live::Hub,
     metrics::StoreMetrics,
     open_connection,
-    prepare::PreparedBatch,
+    prepare::{self, PreparedBatch},
     query::parse_id,
     recent::{self, RecentIds},
     rollup::{self, Counts},
@@ -166,6 +167,11 @@ pub(crate) struct Writer {
     journal: Arc<Journal>,
     last_fold: Instant,
     recent: RecentIds,
+    /// The last commit sequence number given to a record (`logs.seq`). Numbers are
+    /// never reused, even by a group that failed: its commit may have been durable.
+    last_seq: i64,
+    /// Where committed records go to live streams.
+    hub: Arc<Hub>,
 }
 
 fn scratch_ddl() -> String {
@@ -178,6 +184,8 @@ fn scratch_ddl() -> String {
 }
 
 impl Writer {
+    // Each argument is a handle `Store::open` shares with the writer.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         conn: Connection,
         rx: mpsc::Receiver<Command>,
@@ -186,8 +194,11 @@ impl Writer {
         max_group_rows: usize,
         reopen: Reopen,
         journal: Arc<Journal>,
+        hub: Arc<Hub>,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
+        let last_seq: i64 =
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM logs", [], |r| r.get(0))?;
         let left: i64 = conn.query_row(
             "SELECT (SELECT count(*) FROM call_journal) + (SELECT count(*) FROM count_journal)",
             [],
@@ -205,6 +216,8 @@ impl Writer {
             journal,
             last_fold: Instant::now(),
             recent: RecentIds::new(newest, &ahead, recent::GENERATION),
+            last_seq,
+            hub,
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -504,7 +517,10 @@ impl Writer {
         });
         self.recent.remember(ids, n, Timestamp::now().0);
         match written {
-            Ok(receipts) => {
+            Ok((receipts, appended)) => {
+                // Streams hear of the records once they are durable, and before their
+                // senders do, so a sender that reads its own records back finds them.
+                self.hub.publish(&appended);
                 self.ready.store(true, Ordering::Relaxed);
                 let rows: usize = receipts.iter().map(|r| r.inserted).sum();
                 let dups: usize = receipts.iter().map(|r| r.duplicates).sum();
@@ -546,12 +562,13 @@ impl Writer {
         }
     }
 
-    /// Writes the group in one transaction and returns each request's receipt.
+    /// Writes the group in one transaction; returns each request's receipt and the
+    /// batches appended (numbered, as stored).
     fn write(
         &mut self,
         batches: &[&PreparedBatch],
         phases: &mut Phases,
-    ) -> Result<Vec<AppendReceipt>> {
+    ) -> Result<(Vec<AppendReceipt>, Vec<RecordBatch>)> {
         let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
             (lo.min(b.min_ts), hi.max(b.max_ts))
         });
@@ -640,6 +657,11 @@ impl Writer {
             });
         }
 
+        let mut appended = Vec::with_capacity(to_append.len());
+        for rb in to_append.into_iter().filter(|b| b.num_rows() > 0) {
+            appended.push(prepare::with_seq(&rb, self.last_seq + 1)?);
+            self.last_seq += i64::try_from(rb.num_rows()).unwrap_or(i64::MAX);
+        }
         phases.dedupe = lap();
         // Marked before the commit: once the group is answered, `Store::sync` must
         // fold it. A group that fails leaves the mark, which costs one empty fold.
@@ -651,10 +673,8 @@ impl Writer {
         conn.execute_batch("BEGIN TRANSACTION")?;
         {
             let mut app = conn.appender("logs")?;
-            for rb in to_append {
-                if rb.num_rows() > 0 {
-                    app.append_record_batch(rb)?;
-                }
+            for rb in &appended {
+                app.append_record_batch(rb.clone())?;
             }
             app.flush()?;
         }
@@ -670,7 +690,7 @@ impl Writer {
         phases.counts = lap();
         conn.execute_batch("COMMIT")?;
         phases.commit = lap();
-        Ok(receipts)
+        Ok((receipts, appended))
     }
 
     /// The ids of `lookup` (one-column `id` batches) that the table already holds. Rows

@@ -61,7 +61,7 @@ async fn build(store: &Store, n: i64) {
                         'agent-' || (r % 20)::VARCHAR, md5(((r // 1000) * 10 + r % 10)::VARCHAR),
                         substr(md5(r::VARCHAR), 1, 16),
                         '{{\"text\": \"' || msg || '\", \"latency_ms\": ' || (r % 2000)::VARCHAR || '}}',
-                        lower(msg) || chr(10) || (r % 2000)::VARCHAR || chr(10)
+                        lower(msg) || chr(10) || (r % 2000)::VARCHAR || chr(10), r + 1
                  FROM (SELECT r, [
                          'Hi, I would like to check my order ' || (r % 99991)::VARCHAR,
                          'Hello! Thanks for calling. How can I help?',
