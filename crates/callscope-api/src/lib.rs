@@ -30,6 +30,7 @@ mod ops;
 mod params;
 mod search;
 mod transcript;
+mod stream;
 
 use std::sync::{
     Arc,
@@ -53,6 +54,7 @@ pub use error::{ApiError, ErrorBody};
 pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
 pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
+pub use stream::KEEP_ALIVE;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -64,6 +66,7 @@ pub struct ApiState {
     /// Other components' metrics, rendered on `/metrics` after the store's.
     pub metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
     requests: Arc<RequestCounts>,
+    streams: Arc<stream::Streams>,
 }
 
 impl ApiState {
@@ -75,7 +78,15 @@ impl ApiState {
             keys,
             metrics: Arc::new(Vec::new()),
             requests: Arc::default(),
+            streams: Arc::default(),
         }
+    }
+
+    /// Ends every open live stream with a final comment, and every stream opened
+    /// from now on at once: call it when the server stops, since a graceful shutdown
+    /// waits for open responses and a stream never ends by itself.
+    pub fn close_streams(&self) {
+        self.streams.close();
     }
 
     /// Adds metrics sources shown on `/metrics` (collector, filter, forwarders).
@@ -125,6 +136,11 @@ pub fn router(state: ApiState) -> Router {
             "/v1/calls/{call_id}/logs/export",
             get(export::call_logs_export),
         )
+        .route(
+            "/v1/calls/{call_id}/logs/stream",
+            get(stream::call_logs_stream),
+        )
+        .route("/v1/logs/stream", get(stream::tenant_logs_stream))
         .route("/v1/logs/search", post(search::search))
         .route("/v1/calls", get(calls::list_calls))
         .route("/v1/calls/export", get(export::calls_export))

@@ -12,6 +12,8 @@ use utoipa::{
     paths(
         crate::logs::call_logs,
         crate::logs::call_logs_alias,
+        crate::stream::call_logs_stream,
+        crate::stream::tenant_logs_stream,
         crate::search::search,
         crate::calls::list_calls,
         crate::calls::get_call,

@@ -38,6 +38,7 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
         source.render(&mut w);
     }
     state.requests.render(&mut w);
+    state.streams.render(&mut w);
     (
         [(
             header::CONTENT_TYPE,

@@ -307,6 +307,17 @@ async fn operations_endpoints() {
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
+    for path in ["/v1/calls/{call_id}/logs/stream", "/v1/logs/stream"] {
+        let op = &doc["paths"][path]["get"];
+        assert!(
+            op["responses"]["200"]["content"]["text/event-stream"].is_object(),
+            "{path}: {op}"
+        );
+        for status in ["401", "422"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    assert!(doc["paths"]["/v1/calls/{call_id}/logs/stream"]["get"]["responses"]["404"].is_object());
     for schema in [
         "Call",
         "LevelCounts",

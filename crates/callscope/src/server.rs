@@ -21,6 +21,7 @@ pub struct Server {
     pub api_addr: SocketAddr,
     store: Store,
     collector: Arc<Collector>,
+    api: ApiState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -70,8 +71,8 @@ impl Server {
         };
 
         let metrics: Vec<Arc<dyn MetricsSource>> = vec![collector.clone()];
-        let api_app =
-            callscope_api::router(ApiState::new(store.clone(), keys).with_metrics(metrics));
+        let api_state = ApiState::new(store.clone(), keys).with_metrics(metrics);
+        let api_app = callscope_api::router(api_state.clone());
         let http_app = callscope_collector::http_router(collector.clone());
 
         let mut tasks = Vec::new();
@@ -109,6 +110,7 @@ impl Server {
             api_addr,
             store,
             collector,
+            api: api_state,
             stop,
             tasks,
         })
@@ -127,12 +129,15 @@ impl Server {
     }
 
     /// Graceful stop: stop accepting, let in-flight requests finish (their records
-    /// commit), drain forwarders, checkpoint storage.
+    /// commit), end live streams, drain forwarders, checkpoint storage.
     ///
     /// # Errors
     /// A server task failed, or the final checkpoint failed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        // Live streams never end by themselves; the API server's graceful shutdown
+        // waits for every open response.
+        self.api.close_streams();
         let mut first_err = None;
         for t in self.tasks {
             match t.await {
