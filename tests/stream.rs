@@ -305,7 +305,8 @@ async fn resume_after_disconnects_misses_and_repeats_nothing() {
             url: format!("http://{}", h.server().http_addr),
             tenant: "acme".into(),
             call_id: "c-resume".into(),
-            first_seq: 1_000_000,
+            // Stamped after every record `send` makes, so time order is commit order.
+            first_seq: 10_000_000_000,
             per_request: 7,
             pad: 50,
             stop_on_transport_error: true,
@@ -584,7 +585,7 @@ async fn ingest_rate(h: &Harness, prefix: &str, min: Duration, records: f64) -> 
                     // Small requests, one commit each: the rings a slow stream is
                     // sent from count commits, and this fills them in seconds.
                     per_request: 10,
-                    pad: 4000,
+                    pad: 8000,
                     stop_on_transport_error: true,
                     backoff: Duration::from_millis(5),
                 },
@@ -632,7 +633,11 @@ fn assert_runs(got: &[Uuid], calls: &[Vec<Uuid>], to_end: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_and_ingest_keeps_its_rate() {
-    let h = Harness::start().await;
+    // Streams fall behind here long before a stalled write would close them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config_in(dir.path());
+    config.api.write_stall_timeout_secs = 600;
+    let h = Harness::start_with(config, dir).await;
     let phase = Duration::from_secs(6);
     let without = ingest_rate(&h, "c-fast", phase, 0.0).await;
 
@@ -656,9 +661,9 @@ async fn a_slow_consumer_is_cut_off_and_ingest_keeps_its_rate() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Enough commits for each slow stream that what it has not read is more than its
-    // socket and the server's buffers hold (about 5 MB, 1,200 records here) plus its
-    // ring (per call 64 commits, the tenant's 128).
-    let with = ingest_rate(&h, "c-slow", phase, 6000.0).await;
+    // socket and the server's buffers hold (about 5 MB, 650 records here) plus its
+    // ring (per call 64 commits, the tenant's 128, of 10 records).
+    let with = ingest_rate(&h, "c-slow", phase, 4000.0).await;
     println!("ingest without a slow reader {without:.0} records/s, with two {with:.0}");
     // Measured on 2 shared cores the ratio stays near 1; 0.7 leaves room for noise.
     let ratio = with / without;
@@ -785,4 +790,71 @@ async fn a_client_that_leaves_is_counted_and_forgotten() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_and_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config_in(dir.path());
+    config.api.write_stall_timeout_secs = 2;
+    let h = Harness::start_with(config, dir).await;
+    send(&h, "acme", "c-stuck", &[("GREETING_SENT", INFO)]).await;
+    let pad = "x".repeat(4000);
+    let fill = async |h: &Harness, until: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            send_padded(h, "c-stuck", 50, &pad).await;
+            let m = h.metrics().await;
+            if until(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "{m}");
+        }
+    };
+    let stuck = open_unread(&h, "/v1/calls/c-stuck/logs/stream").await;
+    let m = fill(&h, &|m: &str| {
+        metric(m, "callscope_api_stalled_connections_total") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(&m, "callscope_api_streams_open{scope=\"call\"}"),
+        0.0,
+        "{m}"
+    );
+    drop(stuck);
+
+    // Another client stops reading; the server stops while its socket is full.
+    let _stuck = open_unread(&h, "/v1/logs/stream").await;
+    // 10 MB: more than the connection's buffers hold.
+    for _ in 0..50 {
+        send_padded(&h, "c-stuck", 50, &pad).await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), h.stop())
+        .await
+        .expect("shutdown does not wait for a client that stopped reading");
+}
+
+/// Sends `n` acme records of `call_id`, each carrying `pad`.
+async fn send_padded(h: &Harness, call_id: &str, n: usize, pad: &str) {
+    let built: Vec<_> = (0..n)
+        .map(|_| {
+            let n = next_number();
+            LogBuilder::customer("AGENT_MESSAGE_SENT")
+                .call(call_id)
+                .tenant("acme")
+                .time(otlp::base_time() + n * 1000)
+                .attr("n", i64::try_from(n).unwrap())
+                .attr("text", pad)
+                .build()
+        })
+        .collect();
+    let req = request([ResourceBuilder::new().logs(built).build()]);
+    let answer = otlp::send_http(
+        &otlp::http_client(),
+        &format!("http://{}", h.server().http_addr),
+        &req,
+        false,
+    )
+    .await;
+    assert!(answer.acked, "{answer:?}");
 }

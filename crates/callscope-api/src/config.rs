@@ -13,6 +13,10 @@ pub struct ApiConfig {
     pub addr: SocketAddr,
     /// API keys, by hash. `callscope keys create --tenant ID` makes one.
     pub keys: Vec<ApiKeyConfig>,
+    /// A connection whose client reads nothing of its response for this many seconds
+    /// is closed: a live stream or an export nobody reads any more, which would
+    /// otherwise also hold up a graceful shutdown. At least 1.
+    pub write_stall_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -20,6 +24,7 @@ impl Default for ApiConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             keys: Vec::new(),
+            write_stall_timeout_secs: 30,
         }
     }
 }

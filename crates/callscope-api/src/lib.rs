@@ -24,6 +24,7 @@ mod calls;
 mod config;
 mod error;
 mod export;
+mod listener;
 mod logs;
 pub mod openapi;
 mod ops;
@@ -51,6 +52,7 @@ pub use auth::{KeyRing, Tenant, key_sha256_hex};
 pub use calls::{CallPageBody, CommentBody, CommentListBody, NewComment};
 pub use config::{ApiConfig, ApiKeyConfig};
 pub use error::{ApiError, ErrorBody};
+pub use listener::{ApiListener, StallGuard};
 pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
 pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
@@ -80,6 +82,17 @@ impl ApiState {
             requests: Arc::default(),
             streams: Arc::default(),
         }
+    }
+
+    /// `listener`'s connections for [`router`], closed when a write makes no progress
+    /// for `stall` (a client that stopped reading); `/metrics` counts them.
+    #[must_use]
+    pub fn listener(
+        &self,
+        listener: tokio::net::TcpListener,
+        stall: std::time::Duration,
+    ) -> ApiListener {
+        ApiListener::new(listener, stall, self.streams.stalled.clone())
     }
 
     /// Ends every open live stream with a final comment, and every stream opened

@@ -110,6 +110,8 @@ pub(crate) struct Streams {
     open: [AtomicI64; 2],
     disconnects: [AtomicU64; 4],
     events: AtomicU64,
+    /// Connections closed because their client stopped reading ([`crate::ApiListener`]).
+    pub(crate) stalled: Arc<AtomicU64>,
 }
 
 impl Default for Streams {
@@ -119,6 +121,7 @@ impl Default for Streams {
             open: Default::default(),
             disconnects: Default::default(),
             events: AtomicU64::new(0),
+            stalled: Arc::default(),
         }
     }
 }
@@ -162,6 +165,12 @@ impl Streams {
             MetricKind::Counter,
             "Records sent on live streams.",
             self.events.load(Relaxed) as f64,
+        );
+        w.single(
+            "callscope_api_stalled_connections_total",
+            MetricKind::Counter,
+            "API connections closed because the client read nothing for api.write_stall_timeout_secs (a live stream's among them counts as client_gone).",
+            self.stalled.load(Relaxed) as f64,
         );
     }
 }

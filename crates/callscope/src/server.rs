@@ -73,6 +73,10 @@ impl Server {
         let metrics: Vec<Arc<dyn MetricsSource>> = vec![collector.clone()];
         let api_state = ApiState::new(store.clone(), keys).with_metrics(metrics);
         let api_app = callscope_api::router(api_state.clone());
+        let api = api_state.listener(
+            api,
+            std::time::Duration::from_secs(config.api.write_stall_timeout_secs.max(1)),
+        );
         let http_app = callscope_collector::http_router(collector.clone());
 
         let mut tasks = Vec::new();
