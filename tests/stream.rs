@@ -581,7 +581,9 @@ async fn ingest_rate(h: &Harness, prefix: &str, min: Duration, records: f64) -> 
                     url: format!("http://{}", h.server().http_addr),
                     tenant: "acme".into(),
                     call_id: format!("{prefix}-{i}"),
-                    first_seq: 1_000_000 + i * 1_000_000_000,
+                    // Stamped after every record `send` makes (other tests in this
+                    // process take numbers too), so time order is commit order.
+                    first_seq: 100_000_000_000 + i * 1_000_000_000,
                     // Small requests, one commit each: the rings a slow stream is
                     // sent from count commits, and this fills them in seconds.
                     per_request: 10,
