@@ -30,8 +30,8 @@ pub mod openapi;
 mod ops;
 mod params;
 mod search;
-mod transcript;
 mod stream;
+mod transcript;
 
 use std::sync::{
     Arc,
@@ -55,8 +55,8 @@ pub use error::{ApiError, ErrorBody};
 pub use listener::{ApiListener, StallGuard};
 pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
-pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
 pub use stream::KEEP_ALIVE;
+pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
 
 /// What every handler shares.
 #[derive(Clone)]
