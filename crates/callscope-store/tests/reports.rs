@@ -1069,5 +1069,5 @@ async fn counts_are_backfilled_for_older_files() {
         })
         .await
         .unwrap();
-    assert_eq!(version, "4");
+    assert_eq!(version, "5");
 }
