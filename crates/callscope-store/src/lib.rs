@@ -13,7 +13,9 @@
 //!   invalidates the database instance), the writer closes it and reopens the file,
 //!   retrying until it opens, so ingest recovers without a restart once the fault
 //!   clears. Everything committed before stays in the file and its write-ahead log.
-//! - Reads run on their own connections, off the async runtime.
+//! - Every write goes through the writer thread, one at a time: record groups, the
+//!   retention purge, comments and API keys. Reads run on their own connections, off
+//!   the async runtime. (Opening migrates the schema before the writer starts.)
 //!
 //! ```no_run
 //! # async fn demo() -> callscope_store::Result<()> {
@@ -26,11 +28,10 @@
 //! # Ok(()) }
 //! ```
 
-#[doc(hidden)]
-pub mod bench;
 mod calls;
 mod error;
 mod export;
+mod keys;
 mod live;
 mod metrics;
 mod prepare;
@@ -57,7 +58,7 @@ use callscope_model::TenantRecord;
 use duckdb::{Config, Connection};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use calls::{CallPage, Comment};
 pub use callscope_query::{
@@ -68,6 +69,7 @@ pub use callscope_query::{
 pub use duckdb;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportStream, UnknownFormat};
+pub use keys::{FINGERPRINT_LEN, Revoked, StoredKey};
 pub use live::{
     CALL_CHANNEL_BATCHES, Lag, LiveBatch, LiveRecord, MAX_BATCH_RECORDS, Subscription,
     TENANT_CHANNEL_BATCHES,
@@ -142,6 +144,15 @@ impl Readers {
     }
 }
 
+/// Marks the writer as ended when dropped.
+struct ExitSignal(watch::Sender<bool>);
+
+impl Drop for ExitSignal {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Opens the database file with the configured memory and thread settings.
 pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
     let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
@@ -166,7 +177,11 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
     db_config = db_config
         .with("checkpoint_threshold", &config.checkpoint_threshold)
         .map_err(|_| not_a_size("checkpoint_threshold", &config.checkpoint_threshold))?;
-    Connection::open_with_flags(&config.path, db_config).map_err(|e| open_err(Box::new(e)))
+    Connection::open_with_flags(&config.path, db_config).map_err(|e| match Error::from(e) {
+        locked @ Error::Locked(_) => locked,
+        Error::Database(e) | Error::Invalidated(e) | Error::Constraint(e) => open_err(Box::new(e)),
+        other => other,
+    })
 }
 
 struct Inner {
@@ -178,6 +193,8 @@ struct Inner {
     metrics: Arc<StoreMetrics>,
     schema: duckdb::arrow::datatypes::SchemaRef,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Turns true when the writer thread has ended, however it ended.
+    writer_exited: watch::Receiver<bool>,
     path: PathBuf,
     journal: Arc<writer::Journal>,
     hub: Arc<live::Hub>,
@@ -241,9 +258,14 @@ impl Store {
             journal.clone(),
             hub.clone(),
         )?;
+        let (exited_tx, writer_exited) = watch::channel(false);
         let handle = std::thread::Builder::new()
             .name("callscope-writer".into())
-            .spawn(move || w.run())
+            .spawn(move || {
+                // Dropped when `run` returns or unwinds, so a panic is seen too.
+                let _exited = ExitSignal(exited_tx);
+                w.run();
+            })
             .map_err(|e| open_err(Box::new(e)))?;
 
         let queue = Arc::new(Semaphore::new(queue_records));
@@ -258,6 +280,7 @@ impl Store {
                 metrics,
                 schema: prepare::logs_schema(),
                 writer_thread: Mutex::new(Some(handle)),
+                writer_exited,
                 path,
                 journal,
                 hub,
@@ -366,6 +389,14 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Resolves once the writer thread has ended: after [`Store::shutdown`], or
+    /// because it panicked. Whoever runs the store watches it to stop the process
+    /// rather than refuse every write until someone notices.
+    pub async fn writer_exited(&self) {
+        let mut rx = self.inner.writer_exited.clone();
+        let _ = rx.wait_for(|exited| *exited).await;
+    }
+
     /// Did the last write succeed? (`/readyz`.)
     #[must_use]
     pub fn is_ready(&self) -> bool {
@@ -450,7 +481,7 @@ impl Store {
             out.map_err(|e| match e {
                 // The database instance is unusable until the writer has reopened it;
                 // ask it to, in case no write is coming to find out.
-                Error::Database(e) if writer::is_invalidated(&e) => {
+                Error::Invalidated(e) => {
                     if let Some(tx) = inner.tx.lock().as_ref() {
                         let _ = tx.send(writer::Command::CheckHealth);
                     }
@@ -461,6 +492,33 @@ impl Store {
         })
         .await
         .map_err(|_| Error::Closed)?
+    }
+
+    /// Runs `f` on the writer's connection, after the appends queued before it, and
+    /// returns what it returned: every write to the database goes through the writer.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let run = Box::new(move |conn: Result<&Connection>| {
+            let out = conn.and_then(f);
+            let failed = out.is_err();
+            let _ = reply.send(out);
+            if failed {
+                Err(Error::Unavailable("the write failed".into()))
+            } else {
+                Ok(())
+            }
+        });
+        {
+            let tx = self.inner.tx.lock();
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(writer::Command::Write(run))
+                .map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// One page of a call's records; `None` when `tenant` has no call `call_id`.
@@ -568,7 +626,7 @@ impl Store {
             author.to_owned(),
             text.to_owned(),
         );
-        self.read_now(move |c| calls::add_comment(c, &args.0, &args.1, &args.2, &args.3))
+        self.write(move |c| calls::add_comment(c, &args.0, &args.1, &args.2, &args.3))
             .await
     }
 
@@ -595,35 +653,6 @@ impl Store {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read_now(move |c| transcript::transcript(c, &tenant, &call_id))
             .await
-    }
-
-    /// Stores an API key's SHA-256 (hex) for `tenant`.
-    ///
-    /// # Errors
-    /// The write failed, e.g. the hash is already stored.
-    pub async fn add_api_key(&self, key_sha256: &str, tenant: &str) -> Result<()> {
-        let (hash, tenant) = (key_sha256.to_owned(), tenant.to_owned());
-        self.read_now(move |c| {
-            c.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?)",
-                duckdb::params![hash, tenant, callscope_model::Timestamp::now().as_nanos()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Every stored API key hash with its tenant.
-    ///
-    /// # Errors
-    /// The query failed.
-    pub async fn api_keys(&self) -> Result<Vec<(String, String)>> {
-        self.read_now(|c| {
-            let mut stmt = c.prepare("SELECT key_sha256, tenant FROM api_keys")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
-        })
-        .await
     }
 
     /// Newly committed records of `tenant` (of one call, with `call_id`), from now on,

@@ -102,22 +102,26 @@ pub(crate) fn call_window(
     // began; one seen here is either still in the journal below or already in `calls`.
     if !crate::summary::journal_pending(conn)? {
         return Ok(conn
-            .prepare_cached("SELECT first_ts, last_ts FROM calls WHERE call_key = ?")?
+            .prepare_cached(CALL_WINDOW)?
             .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?);
     }
-    // One statement, so both tables are read as of one moment: a fold moves deltas from
-    // the journal into `calls` atomically. DuckDB still answers the `calls` branch from
-    // the `call_key` index (its filter is that equality alone).
     let (lo, hi): (Option<i64>, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT min(first_ts), max(last_ts) FROM ( \
-               SELECT first_ts, last_ts FROM calls WHERE call_key = ? \
-               UNION ALL SELECT first_ts, last_ts FROM call_journal WHERE call_key = ?)",
-        )?
+        .prepare_cached(CALL_WINDOW_WITH_JOURNAL)?
         .query_row([&key, &key], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(lo.zip(hi))
 }
+
+/// A call's time window when the journal is empty. Its filter is the `call_key`
+/// equality alone, the only shape DuckDB answers from the column's ART index.
+const CALL_WINDOW: &str = "SELECT first_ts, last_ts FROM calls WHERE call_key = ?";
+
+/// A call's time window from `calls` and the journal together. One statement, so both
+/// tables are read as of one moment: a fold moves deltas from the journal into `calls`
+/// atomically. The `calls` branch is still answered from the `call_key` index.
+const CALL_WINDOW_WITH_JOURNAL: &str = "SELECT min(first_ts), max(last_ts) FROM ( \
+     SELECT first_ts, last_ts FROM calls WHERE call_key = ? \
+     UNION ALL SELECT first_ts, last_ts FROM call_journal WHERE call_key = ?)";
 
 /// The `WHERE` condition (with its parameters) selecting one call's records that
 /// match `f`.
@@ -179,10 +183,10 @@ pub(crate) fn call_logs(
             .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     };
-    // The page is read without counting: a `count(*) OVER ()` beside it made DuckDB
-    // materialise every column of every match before the top-N: 1.7× the time at p95
-    // and 1.9× at p99 on the 10 M store (BENCHMARKS.md). The count is a separate scan
-    // of three narrow columns, run only when the page itself doesn't tell it.
+    // The page is read without counting: a `count(*) OVER ()` beside it makes DuckDB
+    // materialise every column of every match before the top-N (BENCHMARKS.md, "per-call
+    // page"). The count is a separate scan of three narrow columns, run only when the
+    // page itself doesn't tell it.
     let fetch = |extra: &str,
                  extra_params: Vec<Value>,
                  order: Order,
@@ -266,5 +270,87 @@ pub(crate) fn call_logs(
                 total_pages: None,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use callscope_model::{Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp};
+
+    use super::{CALL_WINDOW, CALL_WINDOW_WITH_JOURNAL};
+    use crate::{Store, StoreConfig, summary::call_key};
+
+    fn records(call: &str) -> Vec<TenantRecord> {
+        (0..3)
+            .map(|n| TenantRecord {
+                tenant: "acme".into(),
+                record: LogRecord {
+                    id: {
+                        let mut h = RecordIdHasher::new();
+                        h.str(call).i64(n);
+                        h.finish()
+                    },
+                    timestamp: Timestamp(1_790_000_000_000_000_000 + n),
+                    level: Level::Info,
+                    category: Category::Agent,
+                    event: "AGENT_MESSAGE_SENT".into(),
+                    call_id: call.into(),
+                    agent_id: None,
+                    trace_id: None,
+                    span_id: None,
+                    data: None,
+                },
+            })
+            .collect()
+    }
+
+    /// DuckDB's plan for `sql` with every parameter bound to `key`.
+    async fn plan(store: &Store, sql: &'static str, key: String) -> String {
+        store
+            .read(move |c| {
+                let explain = format!("EXPLAIN ANALYZE {sql}");
+                let params = vec![key; sql.matches('?').count()];
+                Ok(c.prepare(&explain)?
+                    .query_row(duckdb::params_from_iter(params.iter()), |r| {
+                        r.get::<_, String>(1)
+                    })?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Both statements the per-call page finds its call with read `calls` through the
+    /// `call_key` index, also in a file from before the key, which gets it on open.
+    #[tokio::test]
+    async fn the_call_window_statements_use_the_call_key_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            path: dir.path().join("calls.duckdb"),
+            ..StoreConfig::default()
+        };
+        {
+            let store = Store::open(&config).unwrap();
+            for i in 0..20 {
+                store.append(records(&format!("call-{i}"))).await.unwrap();
+            }
+            // Back to a version 2 file: no index, no key.
+            store
+                .read(|c| {
+                    c.execute_batch(
+                        "DROP INDEX calls_call_key; UPDATE calls SET call_key = NULL; \
+                         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                    )?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            store.shutdown().await.unwrap();
+        }
+        let store = Store::open(&config).unwrap();
+        for sql in [CALL_WINDOW, CALL_WINDOW_WITH_JOURNAL] {
+            let plan = plan(&store, sql, call_key("acme", "call-7")).await;
+            assert!(plan.contains("Index Scan"), "{sql}:\n{plan}");
+        }
+        store.shutdown().await.unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! newer than the floor needs the table only for the ids whose fingerprints are
 //! present, which for live traffic is none, or only the retries. A group that reaches
 //! below the floor (a late batch, an old export replayed) is looked up in the table
-//! whole, as before.
+//! whole.
 //!
 //! Why the floor holds:
 //! - At open it is the newest time stored, and both generations are empty.

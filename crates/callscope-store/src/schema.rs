@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     tenant     VARCHAR NOT NULL,
     created_at BIGINT  NOT NULL
 );
+-- when each key last authenticated a request, written every few seconds by the server;
+-- a table of its own, so files stay readable by builds that do not know it
+CREATE TABLE IF NOT EXISTS api_key_uses (
+    key_sha256   VARCHAR PRIMARY KEY,
+    last_used_at BIGINT  NOT NULL
+);
 CREATE TABLE IF NOT EXISTS comments (
     id         UUID    NOT NULL PRIMARY KEY,
     tenant     VARCHAR NOT NULL,

@@ -9,10 +9,10 @@
 //! text of every `data` value (the message included), one value per line. The needle is
 //! lower-cased the same way and matched as a substring with DuckDB's `contains`, a
 //! vectorised byte search over a column that holds only the text worth searching. The
-//! column is stored uncompressed: at 10 M records it takes about three times the disk
-//! of DuckDB's default FSST compression, and a scan of it is about 1.6× faster, because
-//! no string is decoded before it is searched. (Files created before this layout keep
-//! their compressed column; their searches are correct, only slower.)
+//! column is stored uncompressed: it takes more disk than DuckDB's default FSST
+//! compression, and a scan of it is faster, because no string is decoded before it is
+//! searched (BENCHMARKS.md has the figures). Files created before this layout keep
+//! their compressed column; their searches are correct, only slower.
 //! The other filters are evaluated first where DuckDB can: `ts` bounds prune whole
 //! row groups by their min/max statistics before any string is read.
 

@@ -106,16 +106,9 @@ pub(crate) struct Reopen {
     pub(crate) readers: Arc<Readers>,
 }
 
-/// Has DuckDB invalidated the database instance this error came from? Every later
-/// statement on it fails until the file is opened again. DuckDB invalidates the instance
-/// on fatal errors (a failed checkpoint) and on internal errors (seen on a query that
-/// raced a commit failing on a full disk).
-pub(crate) fn is_invalidated(e: &duckdb::Error) -> bool {
-    let text = e.to_string();
-    text.contains("database has been invalidated")
-        || text.contains("FATAL Error")
-        || text.contains("INTERNAL Error")
-}
+/// A write other than records: given the writer's connection (or why there is none), it
+/// runs, answers its caller, and says whether it failed.
+pub(crate) type WriteJob = Box<dyn FnOnce(Result<&Connection>) -> Result<()> + Send>;
 
 pub(crate) enum Command {
     Append {
@@ -133,6 +126,9 @@ pub(crate) enum Command {
     },
     /// A query found the database invalidated: reopen it if it is.
     CheckHealth,
+    /// A write other than records (a comment, an API key), run on the writer's
+    /// connection between group commits. It answers its caller itself.
+    Write(WriteJob),
     /// A read is waiting for the journal to be folded ([`Journal::request`]).
     Fold,
 }
@@ -274,8 +270,7 @@ impl Writer {
     /// After a failed write: if DuckDB invalidated the instance, close it and reopen.
     fn check_health(&mut self) {
         let Some(conn) = &self.conn else { return };
-        if let Err(e) = conn.execute_batch("SELECT 1")
-            && is_invalidated(&e)
+        if let Err(e @ Error::Invalidated(_)) = conn.execute_batch("SELECT 1").map_err(Error::from)
         {
             tracing::error!(error = %e, "DuckDB invalidated the database; reopening it.");
             self.close(e.to_string());
@@ -383,6 +378,12 @@ impl Writer {
                                 let _ = reply.send(result);
                             }
                             Command::Fold => self.fold_if_due(),
+                            Command::Write(run) => {
+                                let failed = run(self.connection()).is_err();
+                                if failed {
+                                    self.check_health();
+                                }
+                            }
                             Command::CheckHealth => {
                                 if self.conn.is_some() {
                                     self.check_health();

@@ -171,7 +171,7 @@ pub fn open_store(storage: &StoreConfig) -> anyhow::Result<Store> {
         ..storage.clone()
     };
     Store::open(&config).map_err(|e| {
-        if e.to_string().contains("lock") {
+        if matches!(e, callscope_store::Error::Locked(_)) {
             anyhow::anyhow!(
                 "{} is in use by another process, probably a running `callscope serve`. \
                  DuckDB lets one process open a database file: stop the server and run the \
