@@ -115,8 +115,8 @@ async fn sigterm_drains_commits_and_exits_zero() {
 }
 
 /// `keys create` prints a new key once on stdout; the database holds its SHA-256 and
-/// never the key; `serve` accepts it for that tenant only; a second process cannot take
-/// the database from a running server and then prints no key.
+/// never the key; `serve` accepts it for that tenant only; while the server runs, keys
+/// are created, listed and revoked through it and take effect within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_create_prints_once_stores_only_the_hash() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,11 +222,73 @@ async fn keys_create_prints_once_stores_only_the_hash() {
         );
     }
 
-    // A second process cannot open the database the server holds.
+    // While the server holds the database, the commands go through it: a created key
+    // works within seconds, is listed without its text, and once revoked is refused
+    // within seconds. Keys from the configuration are untouched.
     let (status, stdout, stderr) = create("hooli");
-    assert!(!status.success(), "{stdout}");
-    assert!(stdout.is_empty(), "no key is printed when none was stored");
-    assert!(stderr.contains("is a server running"), "{stderr}");
+    assert!(status.success(), "{stderr}");
+    let hooli = stdout.trim().to_owned();
+    assert!(hooli.starts_with("cs_"), "{stdout}");
+    let fingerprint = key_sha256_hex(&hooli)[..12].to_owned();
+    assert!(stderr.contains(&fingerprint), "{stderr}");
+    let until = |want: u16, key: String| {
+        let get = &get;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (status, body) = get(Some(key.clone()), "k-1").await;
+                if status == want {
+                    return std::time::Instant::now();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still {status} after 10 s: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let created = std::time::Instant::now();
+    // hooli has no call k-1: 404 means the key was accepted.
+    let accepted = until(404, hooli.clone()).await;
+    eprintln!("a created key was accepted after {:?}", accepted - created);
+
+    let (status, listed, stderr) = run(&["keys", "list", "--config", cfg, "--json"], &[]);
+    assert!(status.success(), "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["fingerprint"] == fingerprint.as_str())
+        .unwrap_or_else(|| panic!("{fingerprint} is not in {listed}"));
+    assert_eq!(entry["tenant"], "hooli");
+    assert!(entry["created_at"].as_i64().unwrap() > 0);
+    assert!(
+        entry["last_used_at"].as_i64().is_some(),
+        "its use is recorded: {entry}"
+    );
+    let text = listed.to_string();
+    assert!(!text.contains(&hooli) && !text.contains(&key_sha256_hex(&hooli)));
+    let (status, table, _) = run(&["keys", "list", "--config", cfg], &[]);
+    assert!(status.success());
+    assert!(
+        table.contains(&fingerprint) && table.contains("hooli"),
+        "{table}"
+    );
+
+    let (status, _, stderr) = run(&["keys", "revoke", &fingerprint, "--config", cfg], &[]);
+    assert!(status.success(), "{stderr}");
+    let revoked = std::time::Instant::now();
+    let refused = until(401, hooli.clone()).await;
+    eprintln!("a revoked key was refused after {:?}", refused - revoked);
+    let (status, _, stderr) = run(&["keys", "revoke", &fingerprint, "--config", cfg], &[]);
+    assert!(!status.success(), "revoking twice fails");
+    assert!(stderr.contains("no stored key"), "{stderr}");
+    let (s, _) = get(Some(key.clone()), "k-1").await;
+    assert_eq!(s, 200, "the other keys still work");
+    let (s, _) = get(Some(support::key_for("acme")), "k-1").await;
+    assert_eq!(s, 404, "keys from the configuration still work");
 
     let (status, logs) =
         tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(30)))
@@ -234,4 +296,23 @@ async fn keys_create_prints_once_stores_only_the_hash() {
             .unwrap();
     assert!(status.success());
     assert!(!logs.contains(&key), "the server never logs a key");
+}
+
+/// The server watches its parts: while they run, [`callscope::Server::failure`] stays
+/// pending; once the storage writer ends without the server being shut down, it
+/// resolves with an error naming the writer (and `callscope serve` exits with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_writer_fails_the_server() {
+    let mut harness = support::Harness::start().await;
+    let mut server = harness.server.take().expect("running");
+    let healthy = tokio::time::timeout(Duration::from_millis(300), server.failure()).await;
+    assert!(healthy.is_err(), "a healthy server reported {healthy:?}");
+
+    server.store().shutdown().await.unwrap();
+    let failure = tokio::time::timeout(Duration::from_secs(5), server.failure())
+        .await
+        .expect("the writer's end is noticed at once");
+    assert!(failure.to_string().contains("storage writer"), "{failure}");
+    // The listeners are still stopped in order.
+    server.shutdown().await.unwrap();
 }

@@ -16,7 +16,7 @@ use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 /// The catalogue event every generated record carries.
-pub const EVENT: &str = "AGENT_MESSAGE_SENT";
+pub const EVENT: &str = callscope_model::events::AGENT_MESSAGE_SENT.code;
 
 /// The time of record number 0: when the test process first asked. Record `n` is `n`
 /// nanoseconds later (recent times, so retention never purges them).

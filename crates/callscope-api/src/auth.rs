@@ -1,6 +1,9 @@
 //! API keys: stored and compared only as SHA-256 hashes, in constant time.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use parking_lot::RwLock;
@@ -15,10 +18,27 @@ pub fn key_sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The known keys, by hash.
+/// The known keys, by hash. The server replaces the whole set every few seconds
+/// ([`KeyRing::replace`]), so created and revoked keys take effect without a restart.
 #[derive(Debug, Default)]
 pub struct KeyRing {
-    keys: RwLock<Vec<([u8; 32], Arc<str>)>>,
+    keys: RwLock<Vec<Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    hash: [u8; 32],
+    tenant: Arc<str>,
+    /// When the key last authenticated a request (nanoseconds since the epoch), 0 when
+    /// not since [`KeyRing::take_uses`] last took it.
+    used: AtomicI64,
+}
+
+fn decode_hash(key_sha256_hex: &str) -> Result<[u8; 32], BadKeyHash> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(key_sha256_hex.trim(), &mut hash)
+        .map_err(|_| BadKeyHash(key_sha256_hex.len()))?;
+    Ok(hash)
 }
 
 /// A hash that is not 64 hex digits.
@@ -38,11 +58,57 @@ impl KeyRing {
     /// # Errors
     /// The hash is not 64 hex digits.
     pub fn insert(&self, key_sha256_hex: &str, tenant: &str) -> Result<(), BadKeyHash> {
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(key_sha256_hex.trim(), &mut hash)
-            .map_err(|_| BadKeyHash(key_sha256_hex.len()))?;
-        self.keys.write().push((hash, Arc::from(tenant)));
+        let hash = decode_hash(key_sha256_hex)?;
+        self.keys.write().push(Entry {
+            hash,
+            tenant: Arc::from(tenant),
+            used: AtomicI64::new(0),
+        });
         Ok(())
+    }
+
+    /// Replaces every key at once with `keys` (hex SHA-256, tenant): a request sees the
+    /// old set or the new one, never a mix. Uses not yet taken are kept for the keys
+    /// that stay.
+    ///
+    /// # Errors
+    /// A hash is not 64 hex digits; the ring is then unchanged.
+    pub fn replace<'a>(
+        &self,
+        keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), BadKeyHash> {
+        let mut next = Vec::new();
+        for (hash, tenant) in keys {
+            next.push(Entry {
+                hash: decode_hash(hash)?,
+                tenant: Arc::from(tenant),
+                used: AtomicI64::new(0),
+            });
+        }
+        let mut current = self.keys.write();
+        for entry in &next {
+            if let Some(old) = current.iter().find(|e| e.hash == entry.hash) {
+                entry
+                    .used
+                    .store(old.used.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        *current = next;
+        Ok(())
+    }
+
+    /// The keys (hex SHA-256) that authenticated a request since the last call, with
+    /// the time of their latest use (nanoseconds since the epoch).
+    #[must_use]
+    pub fn take_uses(&self) -> Vec<(String, i64)> {
+        self.keys
+            .read()
+            .iter()
+            .filter_map(|e| {
+                let at = e.used.swap(0, Ordering::Relaxed);
+                (at != 0).then(|| (hex::encode(e.hash), at))
+            })
+            .collect()
     }
 
     /// How many keys are known.
@@ -62,13 +128,20 @@ impl KeyRing {
     #[must_use]
     pub fn tenant_for(&self, presented: &str) -> Option<Arc<str>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let keys = self.keys.read();
         let mut found = None;
-        for (hash, tenant) in self.keys.read().iter() {
-            if bool::from(hash.ct_eq(&digest)) {
-                found = Some(tenant.clone());
+        for entry in keys.iter() {
+            if bool::from(entry.hash.ct_eq(&digest)) {
+                found = Some(entry);
             }
         }
-        found
+        found.map(|entry| {
+            entry.used.store(
+                callscope_model::Timestamp::now().as_nanos(),
+                Ordering::Relaxed,
+            );
+            entry.tenant.clone()
+        })
     }
 }
 
@@ -117,6 +190,33 @@ mod tests {
         assert_eq!(ring.tenant_for("cs_live_acmf"), None);
         assert_eq!(ring.tenant_for(""), None);
         assert!(ring.insert("abc", "x").is_err());
+
+        // Uses are recorded per key and taken once.
+        assert_eq!(ring.take_uses().len(), 2);
+        assert!(ring.take_uses().is_empty());
+        let _ = ring.tenant_for("cs_live_acme");
+        let acme = key_sha256_hex("cs_live_acme");
+        assert_eq!(ring.take_uses()[0].0, acme);
+
+        // A replacement swaps the whole set: globex's key stops working, a new one starts.
+        let _ = ring.tenant_for("cs_live_acme");
+        let initech = key_sha256_hex("cs_live_initech");
+        ring.replace([(acme.as_str(), "acme"), (initech.as_str(), "initech")])
+            .unwrap();
+        assert_eq!(ring.tenant_for("cs_live_globex"), None);
+        assert_eq!(
+            ring.tenant_for("cs_live_initech").as_deref(),
+            Some("initech")
+        );
+        assert_eq!(ring.len(), 2);
+        let uses = ring.take_uses();
+        assert_eq!(
+            uses.len(),
+            2,
+            "acme's use before the swap is kept: {uses:?}"
+        );
+        assert!(ring.replace([("abc", "x")]).is_err());
+        assert_eq!(ring.len(), 2, "a bad replacement changes nothing");
         assert_eq!(
             key_sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -13,7 +13,7 @@
 //! assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 2);
 //! ```
 
-use callscope_model::keys;
+use callscope_model::{Visibility, events, keys};
 use opentelemetry_proto::tonic::{
     collector::logs::v1::ExportLogsServiceRequest,
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value},
@@ -127,7 +127,7 @@ impl LogBuilder {
     /// `customer`, both times [`T0`]. Add `.call(…)` and `.tenant(…)` to make it storable.
     #[must_use]
     pub fn customer(event: &str) -> Self {
-        Self::internal(event).attr(keys::VISIBILITY, "customer")
+        Self::internal(event).attr(keys::VISIBILITY, Visibility::Customer.as_str())
     }
 
     /// An event without `callscope.visibility` (internal), both times [`T0`].
@@ -367,11 +367,11 @@ pub fn request(resources: impl IntoIterator<Item = ResourceLogs>) -> ExportLogsS
 #[must_use]
 pub fn realistic_request(calls: usize, per_call: usize) -> ExportLogsServiceRequest {
     const EVENTS: [&str; 5] = [
-        "USER_MESSAGE_RECEIVED",
-        "AGENT_MESSAGE_SENT",
-        "TURN_LATENCY",
-        "INTEGRATION_TOOL_COMPLETED",
-        "WEBHOOK_SENT",
+        events::USER_MESSAGE_RECEIVED.code,
+        events::AGENT_MESSAGE_SENT.code,
+        events::TURN_LATENCY.code,
+        events::INTEGRATION_TOOL_COMPLETED.code,
+        events::WEBHOOK_SENT.code,
     ];
     let mut records = Vec::with_capacity(calls * per_call);
     for c in 0..calls {

@@ -1,4 +1,10 @@
-//! Runs the collector and the customer API together, and stops them in order.
+//! Runs the collector and the customer API together, watches them, and stops them in
+//! order.
+//!
+//! Every listener runs as its own task and the store has its writer thread. None of
+//! them ends on its own while the server runs; when one does (an accept loop that
+//! failed, a panic), [`Server::failure`] resolves and the process stops with that
+//! error, rather than serving on without it until shutdown finds out.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -23,7 +29,29 @@ pub struct Server {
     collector: Arc<Collector>,
     api: ApiState,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    tasks: Vec<Task>,
+}
+
+/// A listener's task, and its result once [`Server::failure`] has taken it.
+struct Task {
+    name: &'static str,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    ended: Option<anyhow::Result<()>>,
+}
+
+impl Task {
+    fn new(name: &'static str, handle: JoinHandle<anyhow::Result<()>>) -> Self {
+        Self {
+            name,
+            handle: Some(handle),
+            ended: None,
+        }
+    }
+}
+
+/// A task's outcome, with a panic or cancellation as an error.
+fn outcome(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.unwrap_or_else(|e| Err(anyhow::Error::from(e)))
 }
 
 impl Server {
@@ -36,12 +64,8 @@ impl Server {
         let store = Store::open(&config.storage).context("opening storage")?;
 
         let keys = Arc::new(KeyRing::new());
-        for k in &config.api.keys {
-            keys.insert(&k.key_sha256, &k.tenant).context("api.keys")?;
-        }
-        for (hash, tenant) in store.api_keys().await.context("reading stored API keys")? {
-            keys.insert(&hash, &tenant).context("stored API key")?;
-        }
+        let key_task = crate::keys::KeyTask::new(config, store.clone(), keys.clone());
+        key_task.reload().await.context("loading API keys")?;
 
         let collector = Collector::builder(store.clone())
             .otlp(config.otlp.clone())
@@ -80,32 +104,52 @@ impl Server {
         let http_app = callscope_collector::http_router(collector.clone());
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn({
-            let (c, s) = (collector.clone(), stopped(&stop));
-            async move {
-                callscope_collector::serve_grpc(grpc, c, s)
-                    .await
-                    .context("OTLP/gRPC server")
-            }
-        }));
-        tasks.push(tokio::spawn({
-            let s = stopped(&stop);
-            async move {
-                axum::serve(http, http_app)
-                    .with_graceful_shutdown(s)
-                    .await
-                    .context("OTLP/HTTP server")
-            }
-        }));
-        tasks.push(tokio::spawn({
-            let s = stopped(&stop);
-            async move {
-                axum::serve(api, api_app)
-                    .with_graceful_shutdown(s)
-                    .await
-                    .context("API server")
-            }
-        }));
+        tasks.push(Task::new(
+            "OTLP/gRPC server",
+            tokio::spawn({
+                let (c, s) = (collector.clone(), stopped(&stop));
+                async move {
+                    callscope_collector::serve_grpc(grpc, c, s)
+                        .await
+                        .context("OTLP/gRPC server")
+                }
+            }),
+        ));
+        tasks.push(Task::new(
+            "OTLP/HTTP server",
+            tokio::spawn({
+                let s = stopped(&stop);
+                async move {
+                    axum::serve(http, http_app)
+                        .with_graceful_shutdown(s)
+                        .await
+                        .context("OTLP/HTTP server")
+                }
+            }),
+        ));
+        tasks.push(Task::new(
+            "API server",
+            tokio::spawn({
+                let s = stopped(&stop);
+                async move {
+                    axum::serve(api, api_app)
+                        .with_graceful_shutdown(s)
+                        .await
+                        .context("API server")
+                }
+            }),
+        ));
+
+        tasks.push(Task::new(
+            "API key reloader",
+            tokio::spawn({
+                let s = stopped(&stop);
+                async move {
+                    key_task.run(s).await;
+                    Ok(())
+                }
+            }),
+        ));
 
         tracing::info!(%grpc_addr, %http_addr, %api_addr, storage = %store.path().display(), "callscope is serving.");
         Ok(Server {
@@ -132,6 +176,39 @@ impl Server {
         &self.collector
     }
 
+    /// Resolves when a listener's task or the storage writer has ended without being
+    /// asked to: the error says which, and why when it is known. A server that has
+    /// failed should be shut down ([`Server::shutdown`]) and the process should exit
+    /// with the error.
+    pub async fn failure(&mut self) -> anyhow::Error {
+        let store = self.store.clone();
+        let writer = store.writer_exited();
+        let tasks = std::future::poll_fn(|cx| {
+            for task in &mut self.tasks {
+                let Some(handle) = task.handle.as_mut() else {
+                    continue;
+                };
+                if let std::task::Poll::Ready(joined) = std::pin::Pin::new(handle).poll(cx) {
+                    task.handle = None;
+                    let message = match &joined {
+                        Ok(Ok(())) => format!("the {} stopped on its own", task.name),
+                        Ok(Err(e)) => format!("the {} failed: {e:#}", task.name),
+                        Err(e) => format!("the {} panicked or was cancelled: {e}", task.name),
+                    };
+                    task.ended = Some(outcome(joined));
+                    return std::task::Poll::Ready(anyhow::anyhow!(message));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            e = tasks => e,
+            () = writer => anyhow::anyhow!(
+                "the storage writer stopped; no record can be stored (see the log above)"
+            ),
+        }
+    }
+
     /// Graceful stop: stop accepting, let in-flight requests finish (their records
     /// commit), end live streams, drain forwarders, checkpoint storage.
     ///
@@ -144,14 +221,13 @@ impl Server {
         self.api.close_streams();
         let mut first_err = None;
         for t in self.tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(anyhow::Error::from(e));
-                }
+            let result = match (t.handle, t.ended) {
+                (Some(handle), _) => outcome(handle.await),
+                (None, Some(ended)) => ended,
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = result {
+                first_err.get_or_insert(e);
             }
         }
         // Forwarders get a short grace period to deliver what is queued; storage is

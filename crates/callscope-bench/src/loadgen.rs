@@ -1,10 +1,12 @@
-//! `callscope loadgen`: realistic call-log traffic over OTLP/gRPC or OTLP/HTTP, at full
+//! `callscope-loadgen`: realistic call-log traffic over OTLP/gRPC or OTLP/HTTP, at full
 //! speed or at a fixed rate, measuring what the collector acknowledges.
 //!
 //! Each sender is one agent-service instance with its own connection. It keeps a number
 //! of calls going at once; each call lives for about 100 records (start, recording,
 //! greeting, conversational turns with latency metrics, tool calls, webhooks, usage,
-//! completion) carrying the attributes `callscope-tracing` puts on call events. A
+//! completion) carrying the attributes `callscope-tracing` puts on call events, built
+//! with the shared OTLP builders (`callscope_collector::testing`) from the model's keys
+//! and catalogue. A
 //! request holds the next `batch` records of the sender's live calls, interleaved the
 //! way an SDK batch processor would export them. Every record is unique: call ids carry
 //! a per-run nonce, times come from the clock and advance per record.
@@ -22,11 +24,13 @@ use std::{
 };
 
 use anyhow::Context as _;
+use callscope_collector::testing::{IntoAnyValue as _, LogBuilder, kv, map};
+use callscope_model::{EventSpec, Visibility, events, keys};
 use opentelemetry_proto::tonic::{
     collector::logs::v1::{
         ExportLogsServiceRequest, ExportLogsServiceResponse, logs_service_client::LogsServiceClient,
     },
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
 };
@@ -533,20 +537,16 @@ impl fmt::Debug for CallTraffic {
     }
 }
 
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..KeyValue::default()
-    }
+fn s(v: impl Into<String>) -> AnyValue {
+    v.into().into_any_value()
 }
 
-fn s(v: impl Into<String>) -> Value {
-    Value::StringValue(v.into())
+fn i(v: i64) -> AnyValue {
+    v.into_any_value()
 }
 
-fn i(v: i64) -> Value {
-    Value::IntValue(v)
+fn f(v: f64) -> AnyValue {
+    v.into_any_value()
 }
 
 const USER_TEXTS: [&str; 8] = [
@@ -692,10 +692,9 @@ impl CallTraffic {
         let turn = (step.saturating_sub(3) / 8) as i64;
         let pick = (salt % 8) as usize;
 
-        let (event, category, severity, fields): (&str, &str, i32, Vec<KeyValue>) = if step == 0 {
+        let (event, severity, fields): (EventSpec, i32, Vec<KeyValue>) = if step == 0 {
             (
-                "CALL_STARTED",
-                "CALL_LIFECYCLE",
+                events::CALL_STARTED,
                 9,
                 vec![
                     kv(
@@ -713,8 +712,7 @@ impl CallTraffic {
             )
         } else if step == 1 {
             (
-                "RECORDING_STARTED",
-                "CALL_LIFECYCLE",
+                events::RECORDING_STARTED,
                 9,
                 vec![kv(
                     "recording_url",
@@ -726,8 +724,7 @@ impl CallTraffic {
             )
         } else if step == 2 {
             (
-                "GREETING_SENT",
-                "AGENT",
+                events::GREETING_SENT,
                 9,
                 vec![kv(
                     "text",
@@ -736,20 +733,18 @@ impl CallTraffic {
             )
         } else if step + 2 == per_call {
             (
-                "USAGE_REPORTED",
-                "METRICS",
+                events::USAGE_REPORTED,
                 9,
                 vec![
                     kv("llm_input_tokens", i((salt % 9000) as i64 + 1000)),
                     kv("llm_output_tokens", i((salt % 2000) as i64 + 200)),
                     kv("tts_characters", i((salt % 4000) as i64 + 500)),
-                    kv("stt_seconds", Value::DoubleValue((salt % 300) as f64 + 0.5)),
+                    kv("stt_seconds", f((salt % 300) as f64 + 0.5)),
                 ],
             )
         } else if step + 1 >= per_call {
             (
-                "CALL_COMPLETED",
-                "CALL_LIFECYCLE",
+                events::CALL_COMPLETED,
                 9,
                 vec![
                     kv("duration_ms", i((salt % 600_000) as i64 + 30_000)),
@@ -762,31 +757,25 @@ impl CallTraffic {
             )
         } else {
             match (step - 3) % 8 {
-                0 => ("USER_STARTED_SPEAKING", "USER", 5, vec![]),
+                0 => (events::USER_STARTED_SPEAKING, 5, vec![]),
                 1 => (
-                    "USER_MESSAGE_RECEIVED",
-                    "USER",
+                    events::USER_MESSAGE_RECEIVED,
                     9,
                     vec![
                         kv(
                             "text",
                             s(format!("{} {}", USER_TEXTS[pick], 40_000 + salt % 60_000)),
                         ),
-                        kv(
-                            "confidence",
-                            Value::DoubleValue(0.8 + (salt % 200) as f64 / 1000.0),
-                        ),
+                        kv("confidence", f(0.8 + (salt % 200) as f64 / 1000.0)),
                     ],
                 ),
                 2 => (
-                    "AGENT_MESSAGE_SENT",
-                    "AGENT",
+                    events::AGENT_MESSAGE_SENT,
                     9,
                     vec![kv("text", s(AGENT_TEXTS[pick]))],
                 ),
                 3 => (
-                    "TURN_LATENCY",
-                    "METRICS",
+                    events::TURN_LATENCY,
                     9,
                     vec![
                         kv("turn", i(turn)),
@@ -797,41 +786,34 @@ impl CallTraffic {
                     ],
                 ),
                 4 => (
-                    "INTEGRATION_TOOL_INVOKED",
-                    "INTEGRATION_TOOLS",
+                    events::INTEGRATION_TOOL_INVOKED,
                     9,
                     vec![
                         kv("tool_name", s("crm_lookup")),
                         kv("tool_type", s("http")),
                         kv(
                             "request_data",
-                            Value::KvlistValue(KeyValueList {
-                                values: vec![
-                                    kv("order_id", s(format!("ord-{}", salt % 1_000_000))),
-                                    kv("fields", s("status,eta")),
-                                ],
-                            }),
+                            map([
+                                ("order_id", format!("ord-{}", salt % 1_000_000)),
+                                ("fields", "status,eta".to_owned()),
+                            ]),
                         ),
                     ],
                 ),
                 5 => (
-                    "INTEGRATION_TOOL_COMPLETED",
-                    "INTEGRATION_TOOLS",
+                    events::INTEGRATION_TOOL_COMPLETED,
                     9,
                     vec![
                         kv("tool_name", s("crm_lookup")),
                         kv("latency_ms", i((salt % 900) as i64 + 40)),
                         kv(
                             "response_data",
-                            Value::KvlistValue(KeyValueList {
-                                values: vec![kv("status", s("shipped")), kv("eta", s("Thursday"))],
-                            }),
+                            map([("status", "shipped"), ("eta", "Thursday")]),
                         ),
                     ],
                 ),
                 6 => (
-                    "WEBHOOK_SENT",
-                    "WEBHOOKS",
+                    events::WEBHOOK_SENT,
                     9,
                     vec![
                         kv("url", s("https://hooks.acme.example/calls")),
@@ -839,8 +821,7 @@ impl CallTraffic {
                     ],
                 ),
                 _ => (
-                    "PATH_TRANSITION",
-                    "CONVERSATIONAL_PATHS",
+                    events::PATH_TRANSITION,
                     9,
                     vec![
                         kv("from_node", s(format!("node-{turn}"))),
@@ -850,29 +831,30 @@ impl CallTraffic {
             }
         };
 
-        let mut attributes = Vec::with_capacity(fields.len() + 6);
-        attributes.push(kv("call.id", s(call.call_id.as_str())));
-        attributes.push(kv("tenant.id", s(call.tenant.as_str())));
-        attributes.push(kv("agent.id", s(call.agent.as_str())));
-        if !internal {
-            attributes.push(kv("callscope.visibility", s("customer")));
-        }
-        attributes.push(kv("callscope.category", s(category)));
-        attributes.extend(fields);
         let mut span_id = [0u8; 8];
         span_id.copy_from_slice(&(salt | 1).to_be_bytes());
-        LogRecord {
-            time_unix_nano: t,
-            observed_time_unix_nano: t + 250_000,
-            severity_number: severity,
-            severity_text: if severity < 9 { "DEBUG" } else { "INFO" }.to_owned(),
-            event_name: event.to_owned(),
-            attributes,
-            trace_id: call.trace_id.to_vec(),
-            span_id: span_id.to_vec(),
-            flags: 1,
-            ..LogRecord::default()
-        }
+        let record = LogBuilder::bare()
+            .call(&call.call_id)
+            .tenant(&call.tenant)
+            .agent(&call.agent);
+        let record = if internal {
+            record
+        } else {
+            record.attr(keys::VISIBILITY, Visibility::Customer.as_str())
+        };
+        let mut record = record
+            .category(event.category.as_str())
+            .attrs(fields)
+            .time(t)
+            .observed(t + 250_000)
+            .severity(severity)
+            .severity_text(if severity < 9 { "DEBUG" } else { "INFO" })
+            .event_name(event.code)
+            .trace(&call.trace_id, &span_id)
+            .build();
+        // Sampled, as an SDK marks the records of a sampled trace.
+        record.flags = 1;
+        record
     }
 }
 
@@ -887,6 +869,8 @@ fn splitmix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
     use super::*;
 

@@ -7,10 +7,10 @@
 //! - `store_append/…`: `Store::append` of fresh, unique 500-record requests (conversion,
 //!   hand-off to the writer, de-duplication look-up, `calls` upkeep, COMMIT), one at a
 //!   time and eight at once (group commit).
-//! - `raw_appender/…`: the same kind of rows, already converted to the store's Arrow
-//!   batches, appended to a bare table with the store's schema: columnar with a commit
-//!   per request, columnar with one commit per eight requests, and one row at a time.
-//! - `prepare/…`: the store's conversion alone.
+//! - `raw_appender/…`: the same kind of rows, as the store stored them (read back from a
+//!   scratch store as Arrow batches), appended to a bare file with the store's schema:
+//!   columnar with a commit per request, columnar with one commit per eight requests,
+//!   and one row at a time.
 
 #![allow(missing_docs)]
 
@@ -18,11 +18,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use callscope_store::{Store, StoreConfig, bench as raw};
+use callscope_bench::raw;
+use callscope_store::{Store, StoreConfig};
 use common::Dataset;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: u64 = 500;
+/// Batches in the raw Appender's pool.
+const POOL: u64 = 64;
 
 fn write(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -40,10 +43,20 @@ fn write(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(BATCH));
 
-    let sample: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
-    g.bench_function("prepare/500", |b| {
-        b.iter(|| raw::prepare_logs(&sample[0]).expect("converts"));
-    });
+    // The raw Appender's rows: a pool of stored 500-row batches, used round robin
+    // (`logs` has no key, so appending a batch again is as costly as the first time).
+    let pool = rt
+        .block_on(raw::stored_batches(
+            dir.path(),
+            take(POOL * BATCH),
+            BATCH as usize,
+        ))
+        .expect("the pool is stored");
+    let mut turn = 0usize;
+    let mut next_batch = || {
+        turn += 1;
+        pool[turn % pool.len()].clone()
+    };
 
     let store = Store::open(&StoreConfig {
         path: dir.path().join("store.duckdb"),
@@ -59,17 +72,19 @@ fn write(c: &mut Criterion) {
         );
     });
 
-    let raw_conn = raw::open_raw(&dir.path().join("raw.duckdb")).expect("opens");
+    let raw_conn = rt
+        .block_on(raw::open_raw(&dir.path().join("raw.duckdb")))
+        .expect("opens");
     g.bench_function("raw_appender/columnar_500_commit_each", |b| {
         b.iter_batched(
-            || raw::prepare_logs(&take(BATCH)).expect("converts"),
+            &mut next_batch,
             |batch| raw::append_columnar(&raw_conn, &[batch], Some(1)).expect("appends"),
             BatchSize::SmallInput,
         );
     });
     g.bench_function("raw_appender/row_by_row_500", |b| {
         b.iter_batched(
-            || raw::prepare_logs(&take(BATCH)).expect("converts"),
+            &mut next_batch,
             |batch| raw::append_rows(&raw_conn, &[batch]).expect("appends"),
             BatchSize::SmallInput,
         );
@@ -101,11 +116,7 @@ fn write(c: &mut Criterion) {
     });
     g.bench_function("raw_appender/columnar_8x500_one_commit", |b| {
         b.iter_batched(
-            || {
-                (0..8)
-                    .map(|_| raw::prepare_logs(&take(BATCH)).expect("converts"))
-                    .collect::<Vec<_>>()
-            },
+            || (0..8).map(|_| next_batch()).collect::<Vec<_>>(),
             |batches| raw::append_columnar(&raw_conn, &batches, None).expect("appends"),
             BatchSize::SmallInput,
         );

@@ -7,12 +7,12 @@
 //! ```
 //!
 //! 1. **Limits**, on the very records the load generator sends: raw prost decode of the
-//!    requests, the visibility filter, the store's Arrow conversion, and DuckDB's
-//!    Appender inserting the already-converted rows (columnar with one commit, columnar
+//!    requests, the visibility filter, and DuckDB's Appender inserting the rows the
+//!    store stores for them (columnar with one commit, columnar
 //!    with a commit per request, and one row at a time).
 //! 2. **End to end**: a callscope server (the same `Server` as `callscope serve`) runs in
 //!    a child process on ephemeral ports with a fresh DuckDB file (or a copy of
-//!    `--base-store`), and the `callscope loadgen` code drives it at full speed over
+//!    `--base-store`), and the `callscope-loadgen` code drives it at full speed over
 //!    OTLP/gRPC or OTLP/HTTP. Acknowledgements come only after the commit. The server's
 //!    peak RSS and CPU are read from `/proc`.
 //! 3. **Latency at 80 %**: the same server at 80 % of the rate just measured, on a fixed
@@ -33,15 +33,27 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use callscope::{
-    Config, Server,
+use callscope::{Config, Server};
+use callscope_bench::{
     loadgen::{CallTraffic, LoadOptions, Protocol, Report, Workload, run_load},
+    raw,
 };
 use callscope_collector::{VisibilityConfig, VisibilityFilter};
-use callscope_store::bench as raw;
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message as _;
+
+/// The server child allocates as `callscope serve` does (see its `main.rs`), so its RSS
+/// and CPU are the product's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, as `callscope serve` sets them.
+#[allow(unsafe_code, non_upper_case_globals)]
+// SAFETY: jemalloc reads this symbol once, as a NUL-terminated C string; the value is
+// a `'static` byte string ending in NUL, and nothing writes it.
+#[unsafe(export_name = "malloc_conf")]
+static malloc_conf: &[u8; 59] = b"background_thread:true,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
 #[derive(Parser, Debug)]
 #[command(about = "callscope ingest benchmark")]
@@ -135,9 +147,9 @@ fn main() -> anyhow::Result<()> {
     println!("\n== summary ==");
     if let Some(l) = &limits {
         println!(
-            "limits (records/s): prost decode {:.0}, filter {:.0}, Arrow conversion {:.0}, \
+            "limits (records/s): prost decode {:.0}, filter {:.0}, \
              raw Appender columnar {:.0} (commit per request {:.0}), append_row {:.0}",
-            l.decode, l.filter, l.prepare, l.appender, l.appender_per_request, l.append_row
+            l.decode, l.filter, l.appender, l.appender_per_request, l.append_row
         );
     }
     println!(
@@ -241,7 +253,6 @@ fn print_machine() {
 struct Limits {
     decode: f64,
     filter: f64,
-    prepare: f64,
     appender: f64,
     appender_per_request: f64,
     append_row: f64,
@@ -312,25 +323,16 @@ fn limits(args: &Args, workload: &Workload) -> anyhow::Result<Limits> {
     println!("  visibility filter (ids included): {filter_rate:.0} records/s");
     drop(decoded);
 
-    let (d, batches) = best(3, || {
-        let t = Instant::now();
-        let v: Vec<_> = filtered
-            .iter()
-            .map(|r| raw::prepare_logs(r).expect("converts"))
-            .collect();
-        (t.elapsed(), v)
-    });
-    let prepare = rate(n, d);
-    println!("  store's Arrow conversion: {prepare:.0} records/s");
-    drop(filtered);
-
     let dir = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let records: Vec<_> = filtered.into_iter().flatten().collect();
+    let batches = rt.block_on(raw::stored_batches(dir.path(), records, batch))?;
     let run_app = |name: &str, commit_every: Option<usize>| -> anyhow::Result<f64> {
         let (d, ()) = best(2, || {
             let path = dir
                 .path()
                 .join(format!("{name}-{}.duckdb", rand::random::<u32>()));
-            let conn = raw::open_raw(&path).expect("opens");
+            let conn = rt.block_on(raw::open_raw(&path)).expect("opens");
             let d = raw::append_columnar(&conn, &batches, commit_every).expect("appends");
             drop(conn);
             let _ = std::fs::remove_file(&path);
@@ -347,14 +349,13 @@ fn limits(args: &Args, workload: &Workload) -> anyhow::Result<Limits> {
     );
     let rows_n = (50_000 / batch).max(1).min(batches.len());
     let path = dir.path().join("rows.duckdb");
-    let conn = raw::open_raw(&path)?;
+    let conn = rt.block_on(raw::open_raw(&path))?;
     let d = raw::append_rows(&conn, &batches[..rows_n])?;
     let append_row = rate(rows_n * batch, d);
     println!("  raw Appender, append_row one row at a time: {append_row:.0} records/s");
     Ok(Limits {
         decode,
         filter: filter_rate,
-        prepare,
         appender,
         appender_per_request,
         append_row,

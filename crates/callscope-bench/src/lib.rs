@@ -1,0 +1,6 @@
+//! Tools that measure callscope, kept out of the product: the OTLP load generator
+//! ([`loadgen`], also the `callscope-loadgen` binary) and DuckDB's raw Appender on the
+//! rows the store writes ([`raw`]), which the benches in `benches/` use.
+
+pub mod loadgen;
+pub mod raw;
