@@ -32,6 +32,12 @@ pub enum ApiError {
     /// No such route.
     #[error("Not found")]
     NotFound,
+    /// The route exists, not with this method.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// The request's URI is longer than [`crate::MAX_URI_BYTES`].
+    #[error("URI too long")]
+    UriTooLong,
     /// Storage is temporarily unable to answer.
     #[error("Service temporarily unavailable")]
     Unavailable,
@@ -70,6 +76,8 @@ impl ApiError {
             }
             ApiError::InvalidBody(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::UriTooLong => (StatusCode::URI_TOO_LONG, "URI_TOO_LONG"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR"),
         }

@@ -140,6 +140,31 @@ async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
+/// The longest request URI (path and query) the API reads, in bytes. Longer ones answer
+/// 414 in the JSON error shape; beyond the HTTP server's own header limit (far larger),
+/// it answers 431 itself.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Gives the answers axum produces itself the JSON error shape: 405 for a known route
+/// with another method (keeping its `Allow` header), and 414 for an over-long URI.
+async fn uniform_errors(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return ApiError::UriTooLong.into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+    let mut json = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = allow {
+        json.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    json
+}
+
 /// The customer API and the operations endpoints.
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -171,6 +196,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
+        .layer(middleware::from_fn(uniform_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
