@@ -40,13 +40,78 @@ struct Queue {
     bytes: usize,
 }
 
+/// Why a request was not delivered to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropReason {
+    /// The destination's queue was full (or closed) when the request was offered.
+    QueueFull,
+    /// Still queued when the shutdown's grace period ended.
+    Shutdown,
+    /// The destination answered with a status that is not worth retrying.
+    Refused,
+    /// Every attempt failed with a retryable error (or shutdown cut the retries short).
+    RetriesExhausted,
+    /// The request could not be compressed for sending.
+    EncodeError,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::Shutdown,
+        DropReason::Refused,
+        DropReason::RetriesExhausted,
+        DropReason::EncodeError,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Shutdown => "shutdown",
+            DropReason::Refused => "refused",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::EncodeError => "encode_error",
+        }
+    }
+
+    /// The coarser outcome of `callscope_forward_requests_total`.
+    fn outcome(self) -> &'static str {
+        match self {
+            DropReason::QueueFull | DropReason::Shutdown => "dropped",
+            DropReason::Refused | DropReason::RetriesExhausted | DropReason::EncodeError => {
+                "failed"
+            }
+        }
+    }
+}
+
 /// Counters for one destination, each by signal (traces, logs, metrics).
 #[derive(Debug, Default)]
 struct DestinationMetrics {
     sent: [AtomicU64; 3],
-    failed: [AtomicU64; 3],
-    dropped: [AtomicU64; 3],
+    /// Requests not delivered, by signal and [`DropReason`] (in `DropReason::ALL` order).
+    lost: [[AtomicU64; 5]; 3],
     retries: AtomicU64,
+}
+
+impl DestinationMetrics {
+    fn lose(&self, signal: Signal, reason: DropReason) {
+        let r = DropReason::ALL
+            .iter()
+            .position(|x| *x == reason)
+            .unwrap_or_default();
+        self.lost[slot(signal)][r].fetch_add(1, Relaxed);
+    }
+
+    /// Requests of `signal` not delivered with outcome `outcome` (`failed`, `dropped`).
+    fn lost_with_outcome(&self, i: usize, outcome: &str) -> u64 {
+        DropReason::ALL
+            .iter()
+            .zip(&self.lost[i])
+            .filter(|(r, _)| r.outcome() == outcome)
+            .map(|(_, n)| n.load(Relaxed))
+            .sum()
+    }
 }
 
 fn slot(signal: Signal) -> usize {
@@ -64,6 +129,9 @@ struct Destination {
     queue: Mutex<Queue>,
     wake: Notify,
     closed: AtomicBool,
+    /// The signal of the request the worker is sending: counted as lost to the
+    /// shutdown when the worker is stopped before it is done.
+    sending: Mutex<Option<Signal>>,
     metrics: DestinationMetrics,
 }
 
@@ -94,9 +162,17 @@ impl Destination {
         if accepted {
             self.wake.notify_one();
         } else {
-            self.metrics.dropped[slot(signal)].fetch_add(1, Relaxed);
+            self.metrics.lose(signal, DropReason::QueueFull);
             debug!(destination = self.config.label(), %signal, "Forwarding queue is full; dropped the request.");
         }
+    }
+
+    /// The signal of the request being sent, taken so it is counted once.
+    fn take_sending(&self) -> Option<Signal> {
+        self.sending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     fn pop(&self) -> Option<Item> {
@@ -131,6 +207,7 @@ impl Forwarders {
                 queue: Mutex::default(),
                 wake: Notify::new(),
                 closed: AtomicBool::new(false),
+                sending: Mutex::new(None),
                 metrics: DestinationMetrics::default(),
             });
             info!(
@@ -163,7 +240,8 @@ impl Forwarders {
     }
 
     /// Stops taking requests, lets the workers send what is queued until `deadline`,
-    /// then stops them; whatever is still queued then is counted as dropped.
+    /// then stops them; whatever is still queued or being sent then is counted as lost
+    /// to the shutdown.
     pub(crate) async fn shutdown(&self, deadline: Duration) {
         for d in &self.destinations {
             d.closed.store(true, Relaxed);
@@ -184,8 +262,12 @@ impl Forwarders {
         }
         for d in &self.destinations {
             let mut left = 0;
+            if let Some(signal) = d.take_sending() {
+                d.metrics.lose(signal, DropReason::Shutdown);
+                left += 1;
+            }
             while let Some(item) = d.pop() {
-                d.metrics.dropped[slot(item.signal)].fetch_add(1, Relaxed);
+                d.metrics.lose(item.signal, DropReason::Shutdown);
                 left += 1;
             }
             if left > 0 {
@@ -205,12 +287,13 @@ impl Forwarders {
             .destinations
             .iter()
             .find(|d| d.config.label() == label)?;
-        let sum = |a: &[AtomicU64; 3]| a.iter().map(|n| n.load(Relaxed)).sum();
-        Some((
-            sum(&d.metrics.sent),
-            sum(&d.metrics.failed),
-            sum(&d.metrics.dropped),
-        ))
+        let sent = d.metrics.sent.iter().map(|n| n.load(Relaxed)).sum();
+        let lost = |outcome| {
+            (0..3)
+                .map(|i| d.metrics.lost_with_outcome(i, outcome))
+                .sum()
+        };
+        Some((sent, lost("failed"), lost("dropped")))
     }
 
     pub(crate) fn render(&self, w: &mut PromWriter) {
@@ -226,10 +309,10 @@ impl Forwarders {
                     continue;
                 }
                 let i = slot(signal);
-                for (outcome, counter) in [
-                    ("sent", &d.metrics.sent[i]),
-                    ("failed", &d.metrics.failed[i]),
-                    ("dropped", &d.metrics.dropped[i]),
+                for (outcome, n) in [
+                    ("sent", d.metrics.sent[i].load(Relaxed)),
+                    ("failed", d.metrics.lost_with_outcome(i, "failed")),
+                    ("dropped", d.metrics.lost_with_outcome(i, "dropped")),
                 ] {
                     w.sample(
                         name,
@@ -238,7 +321,31 @@ impl Forwarders {
                             ("signal", signal.as_str()),
                             ("outcome", outcome),
                         ],
-                        counter.load(Relaxed) as f64,
+                        n as f64,
+                    );
+                }
+            }
+        }
+        let name = "callscope_forward_lost_requests_total";
+        w.family(
+            name,
+            MetricKind::Counter,
+            "Export requests not delivered, per forwarding destination and signal, by reason: queue_full, shutdown (still queued when the grace period ended), refused (a status not worth retrying), retries_exhausted, encode_error.",
+        );
+        for d in &self.destinations {
+            for signal in Signal::ALL {
+                if !d.config.signals.contains(&signal) {
+                    continue;
+                }
+                for (reason, n) in DropReason::ALL.iter().zip(&d.metrics.lost[slot(signal)]) {
+                    w.sample(
+                        name,
+                        &[
+                            ("destination", d.config.label()),
+                            ("signal", signal.as_str()),
+                            ("reason", reason.label()),
+                        ],
+                        n.load(Relaxed) as f64,
                     );
                 }
             }
@@ -291,13 +398,20 @@ async fn run(d: Arc<Destination>, client: Client) {
             d.wake.notified().await;
             continue;
         };
-        let outcome = send_with_retries(&d, &client, &item).await;
-        let counter = if outcome {
-            &d.metrics.sent
-        } else {
-            &d.metrics.failed
-        };
-        counter[slot(item.signal)].fetch_add(1, Relaxed);
+        *d.sending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(item.signal);
+        let result = send_with_retries(&d, &client, &item).await;
+        // Stopped by the shutdown while sending, the request was counted there.
+        if d.take_sending().is_none() {
+            continue;
+        }
+        match result {
+            Ok(()) => {
+                d.metrics.sent[slot(item.signal)].fetch_add(1, Relaxed);
+            }
+            Err(reason) => d.metrics.lose(item.signal, reason),
+        }
     }
 }
 
@@ -313,7 +427,12 @@ enum Attempt {
     Fatal(String),
 }
 
-async fn send_with_retries(d: &Destination, client: &Client, item: &Item) -> bool {
+/// Sends one request, retrying what is worth retrying; says why when it gave up.
+async fn send_with_retries(
+    d: &Destination,
+    client: &Client,
+    item: &Item,
+) -> std::result::Result<(), DropReason> {
     let config = &d.config;
     // tonic compresses gRPC messages itself; HTTP bodies are compressed once here.
     let compression = match config.protocol {
@@ -324,7 +443,7 @@ async fn send_with_retries(d: &Destination, client: &Client, item: &Item) -> boo
         Ok(b) => b,
         Err(e) => {
             warn!(destination = config.label(), error = %e, "Cannot compress a request; dropped it.");
-            return false;
+            return Err(DropReason::EncodeError);
         }
     };
     let mut backoff = Duration::from_millis(config.retry_initial_backoff_ms);
@@ -340,16 +459,16 @@ async fn send_with_retries(d: &Destination, client: &Client, item: &Item) -> boo
             after: None,
         });
         match result {
-            Attempt::Sent => return true,
+            Attempt::Sent => return Ok(()),
             Attempt::Fatal(reason) => {
                 warn!(destination = config.label(), signal = %item.signal, %reason, "Destination refused a request; dropped it.");
-                return false;
+                return Err(DropReason::Refused);
             }
             Attempt::Retry { reason, after } => {
                 // While shutting down, the drain deadline is better spent on the queue.
                 if attempt == config.retry_max_attempts || d.closed.load(Relaxed) {
                     warn!(destination = config.label(), signal = %item.signal, attempts = attempt, %reason, "Forwarding failed; gave the request up.");
-                    return false;
+                    return Err(DropReason::RetriesExhausted);
                 }
                 // Jitter spreads the retries of many collectors over [backoff/2, backoff].
                 let half = backoff / 2;
@@ -364,7 +483,7 @@ async fn send_with_retries(d: &Destination, client: &Client, item: &Item) -> boo
             }
         }
     }
-    false
+    Err(DropReason::RetriesExhausted)
 }
 
 fn compress(compression: Compression, body: &Bytes) -> std::io::Result<Bytes> {

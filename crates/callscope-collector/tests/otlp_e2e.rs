@@ -128,12 +128,14 @@ async fn opentelemetry_exporters_over_grpc_and_http() {
     );
 }
 
-/// An in-process OTLP/gRPC destination that records what it receives, optionally slowly.
+/// An in-process OTLP/gRPC destination that records what it receives, optionally slowly,
+/// or refuses logs with a status not worth retrying.
 #[derive(Clone, Default)]
 struct Sink {
     logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     delay: Duration,
+    refuse: bool,
 }
 
 #[tonic::async_trait]
@@ -143,6 +145,9 @@ impl LogsService for Sink {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         tokio::time::sleep(self.delay).await;
+        if self.refuse {
+            return Err(tonic::Status::invalid_argument("not for us"));
+        }
         self.logs.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -338,11 +343,81 @@ async fn dead_and_slow_destinations_never_delay_acknowledgements() {
         "{m}"
     );
 
+    // Each loss is counted under its reason.
+    assert!(lost(&m, "dead", "retries_exhausted") > 0, "{m}");
+    assert!(lost(&m, "slow", "queue_full") > 0, "{m}");
+    assert_eq!(lost(&m, "dead", "refused"), 0, "{m}");
+
     // Shutdown gives up on what is still queued, within its deadline.
     let begun = Instant::now();
     h.collector.shutdown(Duration::from_millis(300)).await;
     assert!(begun.elapsed() < Duration::from_secs(2));
     let (sent, failed, dropped) = h.collector.forwarded("slow").unwrap();
     assert_eq!(sent, 0);
-    assert!(failed + dropped <= requests);
+    assert_eq!(failed + dropped, requests, "every request is accounted for");
+    let m = h.metrics();
+    assert!(lost(&m, "slow", "shutdown") > 0, "{m}");
+    let reasons = [
+        "queue_full",
+        "shutdown",
+        "refused",
+        "retries_exhausted",
+        "encode_error",
+    ];
+    for name in ["dead", "slow"] {
+        let (_, failed, dropped) = h.collector.forwarded(name).unwrap();
+        let by_reason: u64 = reasons.iter().map(|r| lost(&m, name, r)).sum();
+        assert_eq!(by_reason, failed + dropped, "{name}: {m}");
+    }
+}
+
+/// `callscope_forward_lost_requests_total` for the destination's logs and `reason`.
+fn lost(metrics: &str, destination: &str, reason: &str) -> u64 {
+    let series = format!(
+        "callscope_forward_lost_requests_total{{destination=\"{destination}\",signal=\"logs\",reason=\"{reason}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_request_is_counted_as_refused_and_not_retried() {
+    let refusing = Sink {
+        refuse: true,
+        ..Sink::default()
+    };
+    let endpoint = refusing.serve().await;
+    let h = harness(
+        OtlpConfig::default(),
+        vec![ForwardConfig {
+            name: Some("strict".into()),
+            retry_initial_backoff_ms: 20,
+            ..ForwardConfig::new(endpoint, ForwardProtocol::Grpc)
+        }],
+    );
+    let response = http_router(h.collector.clone())
+        .oneshot(post("/v1/logs", call_request("refused").encode_to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "forwarding never affects the answer"
+    );
+    eventually("the refusal", || {
+        h.collector.forwarded("strict") == Some((0, 1, 0))
+    })
+    .await;
+    let m = h.metrics();
+    assert_eq!(lost(&m, "strict", "refused"), 1, "{m}");
+    assert_eq!(lost(&m, "strict", "retries_exhausted"), 0, "{m}");
+    assert!(
+        m.contains("callscope_forward_retries_total{destination=\"strict\"} 0"),
+        "{m}"
+    );
+    h.collector.shutdown(Duration::from_secs(1)).await;
 }
