@@ -754,7 +754,13 @@ async fn hostile_parameters_never_fail_or_leak() {
 }
 
 /// Looking up another tenant's call costs the same as looking up a missing one: the
-/// median latencies of interleaved requests stay within a factor of three.
+/// median latencies of 50 interleaved pairs stay within a factor of two.
+///
+/// What it guards: every read is scoped to the caller's tenant in its SQL, so a foreign
+/// call is a miss like any other. A path that found the call first and checked the
+/// tenant afterwards (or went on to read the call's records) would do work a miss does
+/// not. The test cannot see a difference smaller than this machine's noise; it catches
+/// one that doubles the answer's time. Interleaving puts both kinds under the same load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timing_does_not_tell_foreign_calls_from_missing_ones() {
     let h = Harness::start().await;
@@ -787,7 +793,7 @@ async fn timing_does_not_tell_foreign_calls_from_missing_ones() {
         let (f, m) = (foreign[foreign.len() / 2], missing[missing.len() / 2]);
         eprintln!("{}: median foreign {f:?}, missing {m:?}", e.name);
         assert!(
-            f < m * 3 && m < f * 3,
+            f < m * 2 && m < f * 2,
             "{}: foreign {f:?} vs missing {m:?}",
             e.name
         );

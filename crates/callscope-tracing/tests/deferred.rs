@@ -314,13 +314,38 @@ fn a_full_queue_drops_and_counts_without_blocking() {
 
 #[test]
 fn records_emitted_after_shutdown_are_discarded_quietly() {
-    let provider = SdkLoggerProvider::builder().build();
+    let logs = KeepingExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_simple_exporter(logs.clone())
+        .build();
     let (layer, emitter) = CallLogLayer::deferred(&provider, 8).unwrap();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || call_event!(CALL_CREATED));
     emitter.shutdown().unwrap();
+    assert_eq!(
+        logs.records().len(),
+        1,
+        "the record before shutdown is exported"
+    );
+
+    // Far more than the queue holds: were they queued, the queue would fill and block
+    // or count drops; discarded, they cost nothing and reach no exporter.
+    let started = std::time::Instant::now();
     tracing::dispatcher::with_default(&dispatch, || {
         for _ in 0..100 {
             call_event!(CALL_CREATED);
         }
     });
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "emitting after shutdown must not wait: {:?}",
+        started.elapsed()
+    );
+    provider.force_flush().unwrap();
+    assert_eq!(
+        logs.records().len(),
+        1,
+        "nothing emitted after shutdown is exported"
+    );
+    provider.shutdown().unwrap();
 }
