@@ -26,20 +26,62 @@ struct File {
     otlp: OtlpConfig,
     api: toml::Table,
     visibility: VisibilityConfig,
+    #[serde(default)]
     forward: Vec<ForwardConfig>,
+}
+
+/// The example blocks of callscope.toml (`# Example (not a default)` and the `# `-prefixed
+/// lines after it), uncommented.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Examples {
+    visibility: VisibilityConfig,
+    forward: Vec<ForwardConfig>,
+}
+
+fn example_lines(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("# Example (not a default)") {
+            inside = true;
+            continue;
+        }
+        match line.strip_prefix("# ") {
+            Some(rest)
+                if inside
+                    && (rest.starts_with('[') || rest.contains(" = ") || rest.starts_with('#')) =>
+            {
+                out.push_str(rest);
+                out.push('\n');
+            }
+            Some(_) if inside => {}
+            _ => inside = false,
+        }
+    }
+    out
 }
 
 #[test]
 fn callscope_toml_documents_every_default() {
-    let file: File = toml::from_str(&read("callscope.toml")).unwrap();
-    // Every option is written out, with the default value.
+    let text = read("callscope.toml");
+    let file: File = toml::from_str(&text).unwrap();
+    // The uncommented lines are exactly the defaults.
     assert_eq!(file.otlp, OtlpConfig::default());
     assert_eq!(file.storage, StoreConfig::default());
-    assert_eq!(file.visibility.default_tenant, "");
-    callscope_collector::VisibilityFilter::new(&file.visibility).unwrap();
+    assert_eq!(file.visibility, VisibilityConfig::default());
+    assert!(file.forward.is_empty(), "no destination is a default");
     assert_eq!(file.api["addr"].as_str(), Some("127.0.0.1:8080"));
 
-    assert!(!file.forward.is_empty());
+    // The examples are valid configuration.
+    let examples: Examples = toml::from_str(&example_lines(&text)).unwrap();
+    assert_eq!(examples.visibility.mask.len(), 1);
+    callscope_collector::VisibilityFilter::new(&examples.visibility).unwrap();
+    let file = File {
+        forward: examples.forward,
+        ..file
+    };
+    assert_eq!(file.forward.len(), 2);
     for (i, f) in file.forward.iter().enumerate() {
         f.validate(i).unwrap();
     }
@@ -53,8 +95,8 @@ fn callscope_toml_documents_every_default() {
     assert_eq!(first.endpoint, "http://127.0.0.1:14317");
 
     // Each section's keys are all documented: the serialised defaults name no key that
-    // the file lacks.
-    let text = read("callscope.toml");
+    // the file (or, for a destination, its first example) lacks.
+    let text = format!("{text}\n{}", example_lines(&text));
     let keys =
         |value: toml::Value| -> Vec<String> { value.as_table().unwrap().keys().cloned().collect() };
     for key in keys(toml::Value::try_from(OtlpConfig::default()).unwrap())

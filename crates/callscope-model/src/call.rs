@@ -1,5 +1,5 @@
 //! The call summary: one row per call, built from the call's lifecycle events
-//! (EVENTS.md marks the fields that feed it) and kept current as records arrive.
+//! (the catalogue, `docs/events.md`, says which events carry them) and kept current as records arrive.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The call event catalogue (EVENTS.md): every event an agent service emits for its
+//! The call event catalogue (rendered as `docs/events.md`): every event an agent service emits for its
 //! customers, with its category, default level and the data fields it usually carries.
 //!
 //! Each event is a constant in [`events`], so instrumentation that names an event by
@@ -68,7 +68,7 @@ macro_rules! catalogue {
             )*)*
         }
 
-        /// The whole catalogue, grouped by category in the order EVENTS.md lists it.
+        /// The whole catalogue, grouped by category.
         pub static CATALOGUE: &[EventSpec] = &[$($(events::$code,)*)*];
     };
 }

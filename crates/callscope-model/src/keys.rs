@@ -1,4 +1,4 @@
-//! The attribute keys senders and callscope agree on (contract §1).
+//! The attribute keys senders and callscope agree on (`docs/wire.md`).
 
 /// The call a record belongs to (log record attribute).
 pub const CALL_ID: &str = "call.id";

@@ -1,8 +1,8 @@
 //! The vocabulary every callscope crate shares: levels, categories, visibility, the
 //! attribute keys senders use, the call event catalogue, and the stored call-log record.
 //!
-//! Nothing here does I/O. The types mirror the product contract: what a sender puts on
-//! the wire (§1) and what the customer API answers (§3).
+//! Nothing here does I/O. The types mirror what a sender puts on the wire
+//! (`docs/wire.md`) and what the customer API answers (`docs/api.md`).
 //!
 //! ```
 //! use callscope_model::{events, Category, Level};

@@ -1,5 +1,5 @@
 //! The customer-visibility filter: turns an OTLP logs request into the records customers
-//! may see, and fails closed (contract §1).
+//! may see, and fails closed (`docs/wire.md`).
 //!
 //! A log record is stored only when its `callscope.visibility` attribute is exactly the
 //! string `customer` and it names a call, a tenant, an event and a known category. Every
