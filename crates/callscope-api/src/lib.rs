@@ -141,9 +141,10 @@ async fn not_found() -> ApiError {
 }
 
 /// The longest request URI (path and query) the API reads, in bytes. Longer ones answer
-/// 414 in the JSON error shape; beyond the HTTP server's own header limit (far larger),
-/// it answers 431 itself.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// 414 in the JSON error shape. (The HTTP server itself refuses URIs over 65,534 bytes
+/// before any route runs, with a 414 that has no body; this limit is below it so that
+/// the API's own answer is the one clients normally see.)
+pub const MAX_URI_BYTES: usize = 32 * 1024;
 
 /// Gives the answers axum produces itself the JSON error shape: 405 for a known route
 /// with another method (keeping its `Allow` header), and 414 for an over-long URI.

@@ -95,7 +95,7 @@ const EVERYWHERE: &[(&str, &str)] = &[
         "405",
         "METHOD_NOT_ALLOWED: the route exists, not with this method (see `Allow`)",
     ),
-    ("414", "URI_TOO_LONG: the path and query are over 8 KiB"),
+    ("414", "URI_TOO_LONG: the path and query are over 32 KiB"),
     ("500", "INTERNAL_SERVER_ERROR"),
 ];
 
