@@ -92,7 +92,7 @@ impl Store {
     /// # Errors
     /// The query failed.
     pub async fn stored_api_keys(&self) -> Result<Vec<StoredKey>> {
-        self.read_now(|c| {
+        self.read_live(|c| {
             let mut stmt = c.prepare(&format!(
                 "{SELECT_KEYS} ORDER BY k.created_at, k.key_sha256"
             ))?;

@@ -429,7 +429,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.sync().await?;
-        self.read_now(f).await
+        self.read_live(f).await
     }
 
     /// Waits until `calls` and `log_counts` account for every record acknowledged so
@@ -452,10 +452,13 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// [`Store::read`] without waiting for the summaries: for reads of `logs`, of the
-    /// live views, or of one call's window ([`query::call_window`] reads the journal
-    /// too).
-    pub(crate) async fn read_now<T, F>(&self, f: F) -> Result<T>
+    /// A read on a reader connection that does not wait for the journal to be folded:
+    /// for reads of `logs`, of the live views (`calls_live`, `log_counts_live`, which add
+    /// the unfolded journal), or of one call's window ([`query::call_window`] reads the
+    /// journal too). Every query of the API goes through here; [`Store::read`] is the
+    /// same after a fold, for callers that read the tables themselves. Nothing written
+    /// here: writes go through the writer ([`Store::write`]).
+    pub(crate) async fn read_live<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -533,7 +536,7 @@ impl Store {
         query: LogQuery,
     ) -> Result<Option<LogPage>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| query::call_logs(c, &tenant, &call_id, &query))
+        self.read_live(move |c| query::call_logs(c, &tenant, &call_id, &query))
             .await
     }
 
@@ -579,7 +582,7 @@ impl Store {
     /// A database error.
     pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
         let tenant = tenant.to_owned();
-        self.read_now(move |c| search::search(c, &tenant, &query))
+        self.read_live(move |c| search::search(c, &tenant, &query))
             .await
     }
 
@@ -595,7 +598,7 @@ impl Store {
         offset: u64,
     ) -> Result<CallPage> {
         let tenant = tenant.to_owned();
-        self.read_now(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
+        self.read_live(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
             .await
     }
 
@@ -605,7 +608,7 @@ impl Store {
     /// A database error.
     pub async fn call(&self, tenant: &str, call_id: &str) -> Result<Option<callscope_model::Call>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| calls::get_call(c, &tenant, &call_id))
+        self.read_live(move |c| calls::get_call(c, &tenant, &call_id))
             .await
     }
 
@@ -636,7 +639,7 @@ impl Store {
     /// A database error.
     pub async fn comments(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<Comment>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| calls::comments(c, &tenant, &call_id))
+        self.read_live(move |c| calls::comments(c, &tenant, &call_id))
             .await
     }
 
@@ -651,7 +654,7 @@ impl Store {
         call_id: &str,
     ) -> Result<Option<Vec<TranscriptLine>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| transcript::transcript(c, &tenant, &call_id))
+        self.read_live(move |c| transcript::transcript(c, &tenant, &call_id))
             .await
     }
 

@@ -354,7 +354,7 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
         let file = TempFile::new(&dir, "parquet");
         let path = file.0.clone();
         store
-            .read_now(move |c| parquet::write_parquet(c, &q, &path))
+            .read_live(move |c| parquet::write_parquet(c, &q, &path))
             .await?;
         return send_file(store, tx, file).await;
     }
@@ -366,7 +366,7 @@ async fn produce(store: &Store, q: Arc<ExportQuery>, format: ExportFormat, tx: &
         }
         let q2 = q.clone();
         let (next, bytes) = store
-            .read_now(move |c| {
+            .read_live(move |c| {
                 let (mut sink, mut pager) = state;
                 let rows = pager.next_chunk(c, &q2)?;
                 sink.write_rows(&q2, &rows)?;
@@ -460,7 +460,7 @@ pub(crate) async fn call_logs(
 ) -> Result<Option<ExportStream>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     let Some(window) = store
-        .read_now(move |conn| query::call_window(conn, &t, &c))
+        .read_live(move |conn| query::call_window(conn, &t, &c))
         .await?
     else {
         return Ok(None);
@@ -505,7 +505,7 @@ async fn call_metadata(
 ) -> Result<Vec<(String, String)>> {
     let (t, c) = (tenant.to_owned(), call_id.to_owned());
     store
-        .read_now(move |conn| {
+        .read_live(move |conn| {
             let q = ExportQuery {
                 sheet: "calls",
                 columns: call_columns(),
@@ -586,7 +586,7 @@ pub(crate) async fn calls(
     // Chosen once: an export that starts while the journal is empty reads `calls`
     // throughout, and covers what was acknowledged when it started.
     let view = store
-        .read_now(|c| Ok(crate::summary::Sources::of(c)?.call_summary))
+        .read_live(|c| Ok(crate::summary::Sources::of(c)?.call_summary))
         .await?;
     let q = ExportQuery {
         sheet: "calls",
