@@ -57,7 +57,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// `callscope loadgen` options.
+/// `callscope-loadgen` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadgenArgs {
     /// The protocol.
@@ -288,7 +288,7 @@ impl fmt::Display for Report {
     }
 }
 
-/// `callscope loadgen`: runs and prints the report.
+/// `callscope-loadgen`: runs and prints the report.
 ///
 /// # Errors
 /// The endpoint is not a valid URL.
