@@ -122,6 +122,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> anyhow::Result
         Option<String>,
         Option<String>,
         Option<String>,
+        Option<i64>,
     );
     let bad = || anyhow::anyhow!("not a batch of the `logs` columns");
     let mut rows: Vec<Row> = Vec::new();
@@ -142,6 +143,10 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> anyhow::Result
             .column(5)
             .as_primitive_opt::<UInt8Type>()
             .ok_or_else(bad)?;
+        // The commit sequence number, when the batch has it.
+        let seq = b
+            .column_by_name("seq")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>());
         let opt = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
         for i in 0..b.num_rows() {
             let id = uuid::Uuid::from_slice(ids.value(i)).map_err(|_| bad())?;
@@ -158,6 +163,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> anyhow::Result
                 opt(span, i),
                 opt(data, i),
                 opt(search, i),
+                seq.and_then(|a| a.is_valid(i).then(|| a.value(i))),
             ));
         }
     }
@@ -167,7 +173,7 @@ pub fn append_rows(conn: &Connection, batches: &[RecordBatch]) -> anyhow::Result
         let mut app = conn.appender("logs")?;
         for r in &rows {
             app.append_row(params![
-                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11
+                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12
             ])?;
         }
         app.flush()?;

@@ -682,7 +682,7 @@ impl Store {
         limit: usize,
     ) -> Result<Option<Vec<LiveRecord>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
-        self.read_now(move |c| {
+        self.read_live(move |c| {
             live::page(c, &tenant, call_id.as_deref(), &filter, after_seq, limit)
         })
         .await
@@ -701,7 +701,7 @@ impl Store {
         id: uuid::Uuid,
     ) -> Result<Option<i64>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
-        self.read_now(move |c| live::seq_of(c, &tenant, call_id.as_deref(), id))
+        self.read_live(move |c| live::seq_of(c, &tenant, call_id.as_deref(), id))
             .await
     }
 
@@ -711,7 +711,7 @@ impl Store {
     /// A database error.
     pub async fn has_call(&self, tenant: &str, call_id: &str) -> Result<bool> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| Ok(query::call_window(c, &tenant, &call_id)?.is_some()))
+        self.read_live(move |c| Ok(query::call_window(c, &tenant, &call_id)?.is_some()))
             .await
     }
 
