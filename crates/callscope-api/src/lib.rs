@@ -1,5 +1,5 @@
-//! The customer API: call logs, search, calls, transcripts, comments and exports over
-//! HTTP, scoped by API key to one tenant.
+//! The customer API: call logs, search, calls, their transcripts and timelines,
+//! comments and exports over HTTP, scoped by API key to one tenant.
 //!
 //! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
 //! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot
@@ -32,6 +32,7 @@ mod params;
 mod search;
 mod stream;
 mod transcript;
+mod timeline;
 
 use std::sync::{
     Arc,
@@ -57,6 +58,7 @@ pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
 pub use stream::KEEP_ALIVE;
 pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
+pub use timeline::{SpanBody, SpanListBody, TurnListBody, TurnSummaryBody};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -184,6 +186,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls", get(calls::list_calls))
         .route("/v1/calls/export", get(export::calls_export))
         .route("/v1/calls/{call_id}", get(calls::get_call))
+        .route("/v1/calls/{call_id}/spans", get(timeline::call_spans))
+        .route("/v1/calls/{call_id}/turns", get(timeline::call_turns))
         .route(
             "/v1/calls/{call_id}/comments",
             get(calls::list_comments).post(calls::add_comment),

@@ -30,6 +30,8 @@ use utoipa::{
         crate::calls::add_comment,
         crate::calls::list_comments,
         crate::transcript::transcript,
+        crate::timeline::call_spans,
+        crate::timeline::call_turns,
         crate::export::call_logs_export,
         crate::export::calls_export,
         crate::ops::healthz,
@@ -37,9 +39,9 @@ use utoipa::{
         crate::ops::metrics,
         crate::ops::openapi,
     ),
-    components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, crate::transcript::TranscriptBody, crate::transcript::TranscriptLineBody, crate::transcript::Role, callscope_model::Call, callscope_model::LevelCounts, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
+    components(schemas(crate::logs::LogPageBody, crate::search::SearchBody, crate::search::SearchResponse, crate::search::Aggregations, crate::calls::CallPageBody, crate::calls::CommentBody, crate::calls::CommentListBody, crate::calls::NewComment, crate::transcript::TranscriptBody, crate::transcript::TranscriptLineBody, crate::transcript::Role, callscope_model::Call, callscope_model::LevelCounts, crate::timeline::SpanBody, crate::timeline::SpanListBody, crate::timeline::TurnListBody, crate::timeline::TurnSummaryBody, callscope_model::Turn, callscope_model::LatencySummary, callscope_model::SpanKind, callscope_model::SpanStatus, crate::error::ErrorBody, callscope_model::LogRecord, callscope_model::Level, callscope_model::Category)),
     modifiers(&BearerKey, &AliasParameters, &StandardAnswers),
-    tags((name = "logs", description = "Call logs and search"), (name = "calls", description = "Calls and their comments"), (name = "operations", description = "Liveness, readiness, metrics and this document; no key, no tenant data"))
+    tags((name = "logs", description = "Call logs and search"), (name = "calls", description = "Calls, their timelines and their comments"), (name = "operations", description = "Liveness, readiness, metrics and this document; no key, no tenant data"))
 )]
 pub struct ApiDoc;
 

@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::collector::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
     },
     trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
         trace_service_server::{TraceService, TraceServiceServer},
     },
 };
@@ -203,15 +203,21 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let started = Instant::now();
         let (message, size) = Self::open(request);
         let c = &self.0;
         let work = async {
             let _bytes = c.admit_bytes(size)?;
-            c.export_traces(&message, None, size);
-            Ok(Accepted::default())
+            c.export_traces(message, None, size, started).await
         };
-        self.answer(Signal::Traces, work).await?;
-        Ok(Response::new(ExportTraceServiceResponse::default()))
+        let accepted = self.answer(Signal::Traces, work).await?;
+        let partial = accepted.rejected > 0 || !accepted.message.is_empty();
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: partial.then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(accepted.rejected).unwrap_or(i64::MAX),
+                error_message: accepted.message,
+            }),
+        }))
     }
 }
 

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::{
     logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse},
     metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse},
-    trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
+    trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use prost::Message;
 use serde::de::DeserializeOwned;
@@ -158,8 +158,7 @@ async fn handle(
         }
         Signal::Traces => {
             let request: ExportTraceServiceRequest = parse(format, body).await?;
-            c.export_traces(&request, protobuf, size);
-            Accepted::default()
+            c.export_traces(request, protobuf, size, started).await?
         }
         Signal::Metrics => {
             let request: ExportMetricsServiceRequest = parse(format, body).await?;
@@ -271,7 +270,13 @@ fn success(signal: Signal, format: Format, accepted: &Accepted) -> Response {
             }),
         }
         .encode_to_vec(),
-        (Format::Protobuf, Signal::Traces) => ExportTraceServiceResponse::default().encode_to_vec(),
+        (Format::Protobuf, Signal::Traces) => ExportTraceServiceResponse {
+            partial_success: partial.then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(accepted.rejected).unwrap_or(i64::MAX),
+                error_message: accepted.message.clone(),
+            }),
+        }
+        .encode_to_vec(),
         (Format::Protobuf, Signal::Metrics) => {
             ExportMetricsServiceResponse::default().encode_to_vec()
         }
@@ -279,6 +284,14 @@ fn success(signal: Signal, format: Format, accepted: &Accepted) -> Response {
         (Format::Json, Signal::Logs) if partial => serde_json::json!({
             "partialSuccess": {
                 "rejectedLogRecords": accepted.rejected.to_string(),
+                "errorMessage": accepted.message,
+            }
+        })
+        .to_string()
+        .into_bytes(),
+        (Format::Json, Signal::Traces) if partial => serde_json::json!({
+            "partialSuccess": {
+                "rejectedSpans": accepted.rejected.to_string(),
                 "errorMessage": accepted.message,
             }
         })

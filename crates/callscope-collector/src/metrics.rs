@@ -46,6 +46,9 @@ pub(crate) struct IngestMetrics {
     committed_inserted: AtomicU64,
     committed_duplicates: AtomicU64,
     rejected: AtomicU64,
+    spans_inserted: AtomicU64,
+    spans_duplicates: AtomicU64,
+    spans_rejected: AtomicU64,
     /// Storage failures by kind.
     storage_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Refusals because the pipeline was full, by the limit hit.
@@ -64,6 +67,9 @@ impl Default for IngestMetrics {
             committed_inserted: AtomicU64::new(0),
             committed_duplicates: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            spans_inserted: AtomicU64::new(0),
+            spans_duplicates: AtomicU64::new(0),
+            spans_rejected: AtomicU64::new(0),
             storage_errors: Mutex::default(),
             refused: Mutex::default(),
             in_flight_requests: AtomicU64::new(0),
@@ -107,6 +113,16 @@ impl IngestMetrics {
 
     pub(crate) fn rejected(&self, n: u64) {
         self.rejected.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn committed_spans(&self, inserted: usize, duplicates: usize, latency: Duration) {
+        self.spans_inserted.fetch_add(inserted as u64, Relaxed);
+        self.spans_duplicates.fetch_add(duplicates as u64, Relaxed);
+        self.commit_latency.observe(latency);
+    }
+
+    pub(crate) fn rejected_spans(&self, n: u64) {
+        self.spans_rejected.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn storage_error(&self, kind: &'static str) {
@@ -196,6 +212,29 @@ impl IngestMetrics {
             self.rejected.load(Relaxed) as f64,
         );
 
+        let name = "callscope_ingest_committed_spans_total";
+        w.family(
+            name,
+            MetricKind::Counter,
+            "Customer spans acknowledged after the storage commit: inserted, or already stored (a sender's retry).",
+        );
+        w.sample(
+            name,
+            &[("outcome", "inserted")],
+            self.spans_inserted.load(Relaxed) as f64,
+        );
+        w.sample(
+            name,
+            &[("outcome", "duplicate")],
+            self.spans_duplicates.load(Relaxed) as f64,
+        );
+        w.single(
+            "callscope_ingest_rejected_spans_total",
+            MetricKind::Counter,
+            "Customer-visible spans rejected (reported to senders as OTLP partial success).",
+            self.spans_rejected.load(Relaxed) as f64,
+        );
+
         let name = "callscope_ingest_storage_errors_total";
         w.family(
             name,
@@ -241,7 +280,7 @@ impl IngestMetrics {
         self.commit_latency.render(
             w,
             "callscope_ingest_commit_seconds",
-            "Time from receiving a log export request to the storage commit of its records.",
+            "Time from receiving a logs or traces export request to the storage commit of its records or spans.",
             &[],
         );
     }

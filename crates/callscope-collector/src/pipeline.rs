@@ -325,7 +325,7 @@ impl Collector {
         match e {
             E::Overloaded => {
                 self.metrics.storage_error("overloaded");
-                warn!("Storage queue is full; refusing a logs request.");
+                warn!("Storage queue is full; refusing an export request.");
                 IngestError::Overloaded("storage is busy", retry)
             }
             E::Closed => {
@@ -334,12 +334,12 @@ impl Collector {
             }
             E::Unavailable(reason) => {
                 self.metrics.storage_error("unavailable");
-                error!(%reason, "Storage write failed; refusing a logs request.");
+                error!(%reason, "Storage write failed; refusing an export request.");
                 IngestError::Unavailable("storage is unavailable", retry)
             }
             other => {
                 self.metrics.storage_error("other");
-                error!(error = %other, "Storage failed; refusing a logs request.");
+                error!(error = %other, "Storage failed; refusing an export request.");
                 IngestError::Unavailable("storage is unavailable", retry)
             }
         }
@@ -355,13 +355,15 @@ impl Collector {
         IngestError::Unavailable("the request timed out", self.retry_after())
     }
 
-    /// Ingests a traces request: counted and forwarded, never stored.
-    pub(crate) fn export_traces(
-        &self,
-        request: &ExportTraceServiceRequest,
+    /// Ingests a traces request: forwards it, filters it and commits the customer spans
+    /// (see [`VisibilityFilter::apply_spans`]).
+    pub(crate) async fn export_traces(
+        self: &Arc<Self>,
+        request: ExportTraceServiceRequest,
         raw: Option<Bytes>,
         size: usize,
-    ) {
+        started: Instant,
+    ) -> Result<Accepted, IngestError> {
         let items = request
             .resource_spans
             .iter()
@@ -370,6 +372,35 @@ impl Collector {
             .sum();
         self.metrics.received(Signal::Traces, items, size as u64);
         self.forward(Signal::Traces, raw, || request.encode_to_vec());
+
+        let output = if size >= BLOCKING_FILTER_BYTES {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.filter.apply_spans(&request))
+                .await
+                .map_err(|_| IngestError::Unavailable("the filter failed", self.retry_after()))?
+        } else {
+            self.filter.apply_spans(&request)
+        };
+        self.metrics.rejected_spans(output.rejected);
+        let accepted = Accepted {
+            rejected: output.rejected,
+            message: output.error_message,
+        };
+        if output.spans.is_empty() {
+            return Ok(accepted);
+        }
+        let retry = self.retry_after();
+        match self.store.append_spans(output.spans).await {
+            Ok(receipt) => {
+                self.metrics.committed_spans(
+                    receipt.inserted,
+                    receipt.duplicates,
+                    started.elapsed(),
+                );
+                Ok(accepted)
+            }
+            Err(e) => Err(self.storage_error(&e, retry)),
+        }
     }
 
     /// Ingests a metrics request: counted and forwarded, never stored.

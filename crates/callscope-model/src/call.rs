@@ -56,6 +56,22 @@ pub struct Call {
     pub log_count: u64,
     /// Those records by level.
     pub level_counts: LevelCounts,
+    /// Turns with a `TURN_LATENCY` event (one per turn number); null when none.
+    pub turn_count: Option<u64>,
+    /// The median of those turns' `end_to_end_ms` (nearest rank); null when none.
+    pub latency_p50_ms: Option<i64>,
+    /// Their 95th percentile (nearest rank); null when none.
+    pub latency_p95_ms: Option<i64>,
+    /// The slowest of them; null when none.
+    pub latency_max_ms: Option<i64>,
+    /// The sum of `USAGE_REPORTED` `llm_input_tokens`; null when none carries it.
+    pub llm_input_tokens: Option<i64>,
+    /// The sum of `USAGE_REPORTED` `llm_output_tokens`; null when none carries it.
+    pub llm_output_tokens: Option<i64>,
+    /// The sum of `USAGE_REPORTED` `tts_characters`; null when none carries it.
+    pub tts_characters: Option<i64>,
+    /// The sum of `USAGE_REPORTED` `stt_seconds`; null when none carries it.
+    pub stt_seconds: Option<f64>,
 }
 
 /// Record counts per level; every level is present, zero included.

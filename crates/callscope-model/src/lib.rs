@@ -22,6 +22,7 @@ pub mod keys;
 mod level;
 pub mod metrics;
 mod record;
+mod span;
 mod visibility;
 
 pub use call::{Call, LevelCounts, STATUS_IN_PROGRESS};
@@ -31,4 +32,7 @@ pub use error::ParseError;
 pub use id::RecordIdHasher;
 pub use level::Level;
 pub use record::{LogRecord, TenantRecord, Timestamp, TimestampError};
+pub use span::{
+    LatencySummary, SpanKind, SpanRecord, SpanStatus, TenantSpan, Turn, nearest_rank,
+};
 pub use visibility::Visibility;

@@ -1,4 +1,4 @@
-//! Fake OTLP log requests for tests and benches (feature `testing`).
+//! Fake OTLP log and trace requests for tests and benches (feature `testing`).
 //!
 //! ```
 //! use callscope_otlp::testing::{LogBuilder, ResourceBuilder, map, request};
@@ -15,7 +15,8 @@
 
 use callscope_model::{Visibility, events, keys};
 use opentelemetry_proto::tonic::{
-    collector::logs::v1::ExportLogsServiceRequest,
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
@@ -416,4 +417,136 @@ pub fn realistic_request(calls: usize, per_call: usize) -> ExportLogsServiceRequ
         .attr("deployment.environment", "production")
         .scope(ScopeBuilder::new("voice_agent").logs(records))
         .build()])
+}
+
+/// Builds one OTLP span.
+#[derive(Debug, Clone, Default)]
+pub struct SpanBuilder {
+    span: Span,
+}
+
+impl SpanBuilder {
+    /// A span named `name` of trace `[1; 16]`, span id `[n; 8]` (`n` from 1), from `T0`
+    /// for one millisecond, with no attributes.
+    #[must_use]
+    pub fn bare(name: &str, n: u8) -> Self {
+        Self {
+            span: Span {
+                trace_id: vec![1; 16],
+                span_id: vec![n.max(1); 8],
+                name: name.to_owned(),
+                kind: 1,
+                start_time_unix_nano: T0,
+                end_time_unix_nano: T0 + 1_000_000,
+                ..Span::default()
+            },
+        }
+    }
+
+    /// [`SpanBuilder::bare`] marked `callscope.visibility = "customer"`.
+    #[must_use]
+    pub fn customer(name: &str, n: u8) -> Self {
+        Self::bare(name, n).attr(keys::VISIBILITY, "customer")
+    }
+
+    /// Sets `call.id`.
+    #[must_use]
+    pub fn call(self, id: &str) -> Self {
+        self.attr(keys::CALL_ID, id)
+    }
+
+    /// Sets `tenant.id`.
+    #[must_use]
+    pub fn tenant(self, tenant: &str) -> Self {
+        self.attr(keys::TENANT_ID, tenant)
+    }
+
+    /// Adds an attribute.
+    #[must_use]
+    pub fn attr(mut self, key: impl Into<String>, value: impl IntoAnyValue) -> Self {
+        self.span.attributes.push(kv(key, value));
+        self
+    }
+
+    /// Sets the trace id.
+    #[must_use]
+    pub fn trace(mut self, trace_id: &[u8]) -> Self {
+        self.span.trace_id = trace_id.to_vec();
+        self
+    }
+
+    /// Sets the parent span id.
+    #[must_use]
+    pub fn parent(mut self, n: u8) -> Self {
+        self.span.parent_span_id = vec![n; 8];
+        self
+    }
+
+    /// Sets the start and end, in nanoseconds since the epoch.
+    #[must_use]
+    pub fn time(mut self, start: u64, end: u64) -> Self {
+        self.span.start_time_unix_nano = start;
+        self.span.end_time_unix_nano = end;
+        self
+    }
+
+    /// Sets the status code (0 unset, 1 ok, 2 error) and message.
+    #[must_use]
+    pub fn status(mut self, code: i32, message: &str) -> Self {
+        self.span.status = Some(Status {
+            code,
+            message: message.to_owned(),
+        });
+        self
+    }
+
+    /// Adds a span event (never stored) with one attribute.
+    #[must_use]
+    pub fn event(mut self, name: &str, key: &str, value: impl IntoAnyValue) -> Self {
+        self.span.events.push(span::Event {
+            time_unix_nano: self.span.start_time_unix_nano,
+            name: name.to_owned(),
+            attributes: vec![kv(key, value)],
+            dropped_attributes_count: 0,
+        });
+        self
+    }
+
+    /// The span.
+    #[must_use]
+    pub fn build(self) -> Span {
+        self.span
+    }
+}
+
+impl From<SpanBuilder> for Span {
+    fn from(b: SpanBuilder) -> Self {
+        b.build()
+    }
+}
+
+/// A traces request of `spans` under one resource with `resource_attrs` and a scope
+/// with one attribute.
+pub fn trace_request<'a>(
+    resource_attrs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    spans: impl IntoIterator<Item = impl Into<Span>>,
+) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource_attrs.into_iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "test".to_owned(),
+                    attributes: vec![kv("scope.attr", "x")],
+                    ..InstrumentationScope::default()
+                }),
+                spans: spans.into_iter().map(Into::into).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
 }

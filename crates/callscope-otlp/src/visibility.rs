@@ -51,11 +51,14 @@
 //!   key): a retried record gets the same id, a different record a different one.
 
 mod config;
+mod spans;
 mod stats;
 mod value;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod span_tests;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +78,7 @@ use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 pub use config::{ConfigError, MaskRule, VisibilityConfig};
+pub use spans::SpanFilterOutput;
 pub use stats::{FilterStats, RejectReason, StripReason};
 
 use config::{FoldedKey, KeyMatcher, MAX_MASK_RULES, Mask};
@@ -94,6 +98,7 @@ pub struct VisibilityFilter {
     rules: Rules,
     default_tenant: Option<Box<str>>,
     events: HashMap<&'static str, &'static EventSpec>,
+    spans: spans::SpanRules,
     stats: Arc<FilterStats>,
 }
 
@@ -202,6 +207,10 @@ impl VisibilityFilter {
             },
             default_tenant: (!tenant.is_empty()).then(|| tenant.into()),
             events: CATALOGUE.iter().map(|e| (e.code, e)).collect(),
+            spans: spans::SpanRules::new(
+                &config.customer_span_names,
+                &config.span_call_id_attributes,
+            )?,
             stats: Arc::default(),
         })
     }
@@ -356,21 +365,9 @@ impl VisibilityFilter {
     /// The record's `data`: its attributes and body, withheld keys removed, masks applied.
     fn data(&self, lr: &OtlpLogRecord, tally: &mut Tally) -> Option<Map<String, Json>> {
         let rules = &self.rules;
-        let mut conv = ToJson { rules, tally };
         let mut data = Map::new();
-        for kv in &lr.attributes {
-            let key = FoldedKey::new(&kv.key);
-            if let Some(reason) = rules.withheld(&key) {
-                conv.tally.strip(reason, 1);
-                continue;
-            }
-            if rules.allow.as_ref().is_some_and(|a| !a.matches(&key)) {
-                conv.tally.strip(StripReason::NotAllowed, 1);
-                continue;
-            }
-            let v = conv.value(kv.value.as_ref(), &kv.key, rules.masks_for(&key));
-            data.insert(kv.key.clone(), v);
-        }
+        self.convert_attributes(&lr.attributes, tally, &mut data);
+        let mut conv = ToJson { rules, tally };
         match lr.body.as_ref().and_then(|b| b.value.as_ref()) {
             None => {}
             Some(Value::StringValue(s)) => {
@@ -385,6 +382,28 @@ impl VisibilityFilter {
             }
         }
         (!data.is_empty()).then_some(data)
+    }
+}
+
+impl VisibilityFilter {
+    /// Puts `attrs` into `out`, typed, withheld keys removed, masks applied: what a
+    /// record's `data` and a span's `attributes` hold.
+    fn convert_attributes(&self, attrs: &[KeyValue], tally: &mut Tally, out: &mut Map<String, Json>) {
+        let rules = &self.rules;
+        let mut conv = ToJson { rules, tally };
+        for kv in attrs {
+            let key = FoldedKey::new(&kv.key);
+            if let Some(reason) = rules.withheld(&key) {
+                conv.tally.strip(reason, 1);
+                continue;
+            }
+            if rules.allow.as_ref().is_some_and(|a| !a.matches(&key)) {
+                conv.tally.strip(StripReason::NotAllowed, 1);
+                continue;
+            }
+            let v = conv.value(kv.value.as_ref(), &kv.key, rules.masks_for(&key));
+            out.insert(kv.key.clone(), v);
+        }
     }
 }
 
@@ -527,12 +546,17 @@ fn quote(s: &str) -> String {
 }
 
 fn summarise(tally: &Tally, quotes: &[Option<String>]) -> String {
+    summarise_as(tally, quotes, "record")
+}
+
+/// The `partial_success` message for rejected customer `noun`s (`record`, `span`).
+fn summarise_as(tally: &Tally, quotes: &[Option<String>], noun: &str) -> String {
     let total = tally.rejected_total();
     if total == 0 {
         return String::new();
     }
     let plural = if total == 1 { "" } else { "s" };
-    let mut s = format!("{total} customer record{plural} rejected: ");
+    let mut s = format!("{total} customer {noun}{plural} rejected: ");
     let mut first = true;
     for r in RejectReason::ALL {
         let n = tally.rejected[r as usize];

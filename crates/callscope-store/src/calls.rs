@@ -19,12 +19,6 @@ pub struct CallPage {
     pub total_count: u64,
 }
 
-/// The `call_summary` columns a [`Call`] is read from, in [`read_call`]'s order.
-pub(crate) const CALL_COLUMNS: &str = "call_id, agent_id, direction, from_number, to_number, \
-     campaign_id, status, started_ts, ended_ts, duration_ms, ringing_duration_ms, \
-     bot_duration_ms, billed_duration_ms, hangup_reason, hangup_source, recording_url, \
-     trace_id, log_count, debug_count, info_count, warning_count, error_count, critical_count";
-
 fn count(row: &duckdb::Row<'_>, i: usize) -> duckdb::Result<u64> {
     Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
 }
@@ -54,7 +48,45 @@ pub(crate) fn read_call(row: &duckdb::Row<'_>) -> duckdb::Result<Call> {
         trace_id: row.get(16)?,
         log_count: count(row, 17)?,
         level_counts,
+        turn_count: None,
+        latency_p50_ms: None,
+        latency_p95_ms: None,
+        latency_max_ms: None,
+        llm_input_tokens: None,
+        llm_output_tokens: None,
+        tts_characters: None,
+        stt_seconds: None,
     })
+}
+
+/// The `call_summary` columns a [`Call`] is read from, in [`read_call`]'s order, then
+/// what its timeline fields are looked up by: the call's key and time window.
+const CALL_COLUMNS_AND_WINDOW: &str = "call_id, agent_id, direction, from_number, to_number, \
+     campaign_id, status, started_ts, ended_ts, duration_ms, ringing_duration_ms, \
+     bot_duration_ms, billed_duration_ms, hangup_reason, hangup_source, recording_url, \
+     trace_id, log_count, debug_count, info_count, warning_count, error_count, critical_count, \
+     call_key, first_ts, last_ts";
+
+/// A call, its key and its window, read from [`CALL_COLUMNS_AND_WINDOW`].
+fn read_call_and_window(row: &duckdb::Row<'_>) -> duckdb::Result<(Call, String, i64, i64)> {
+    Ok((read_call(row)?, row.get(23)?, row.get(24)?, row.get(25)?))
+}
+
+/// Fills in the timeline fields of `found` (calls with their keys and windows).
+fn with_timeline(conn: &Connection, found: Vec<(Call, String, i64, i64)>) -> Result<Vec<Call>> {
+    let lo = found.iter().map(|f| f.2).min().unwrap_or(0);
+    let hi = found.iter().map(|f| f.3).max().unwrap_or(0);
+    let keys: Vec<String> = found.iter().map(|f| f.1.clone()).collect();
+    let mut aggregates = crate::timeline::aggregates(conn, &keys, (lo, hi))?;
+    Ok(found
+        .into_iter()
+        .map(|(mut call, key, ..)| {
+            if let Some(a) = aggregates.remove(&key) {
+                a.apply(&mut call);
+            }
+            call
+        })
+        .collect())
 }
 
 /// The `WHERE` clause (and its parameters) for `tenant`'s calls matching `f`.
@@ -174,12 +206,13 @@ pub(crate) fn list_calls(
         .prepare(&format!("SELECT count(*) FROM {view} WHERE {w}"))?
         .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
     let mut stmt = tx.prepare(&format!(
-        "SELECT {CALL_COLUMNS} FROM {view} WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
+        "SELECT {CALL_COLUMNS_AND_WINDOW} FROM {view} WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
     ))?;
-    let calls = stmt
-        .query_map(duckdb::params_from_iter(params.iter()), read_call)?
+    let found = stmt
+        .query_map(duckdb::params_from_iter(params.iter()), read_call_and_window)?
         .collect::<duckdb::Result<Vec<_>>>()?;
     drop(stmt);
+    let calls = with_timeline(&tx, found)?;
     tx.rollback()?;
     Ok(CallPage {
         calls,
@@ -191,12 +224,13 @@ pub(crate) fn list_calls(
 pub(crate) fn get_call(conn: &Connection, tenant: &str, call_id: &str) -> Result<Option<Call>> {
     let tx = conn.unchecked_transaction()?;
     let view = Sources::of(&tx)?.call_summary;
-    let call = tx
+    let found = tx
         .prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS} FROM {view} WHERE call_key = ?"
+            "SELECT {CALL_COLUMNS_AND_WINDOW} FROM {view} WHERE call_key = ?"
         ))?
-        .query_row([call_key(tenant, call_id)], read_call)
+        .query_row([call_key(tenant, call_id)], read_call_and_window)
         .optional()?;
+    let call = with_timeline(&tx, found.into_iter().collect())?.pop();
     tx.rollback()?;
     Ok(call)
 }

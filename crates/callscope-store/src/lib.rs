@@ -13,6 +13,11 @@
 //!   invalidates the database instance), the writer closes it and reopens the file,
 //!   retrying until it opens, so ingest recovers without a restart once the fault
 //!   clears. Everything committed before stays in the file and its write-ahead log.
+//! - [`Store::append_spans`] stores spans the same way: one queue, one writer, the same
+//!   group commit (a group may hold record and span requests alike), acknowledged after
+//!   `COMMIT`, retries dropped by their content-derived ids. A span also widens its
+//!   call's window in `calls`, so a call known only from its spans exists. Retention
+//!   deletes spans that ended before the cut-off. (See `timeline.rs`.)
 //! - Every write goes through the writer thread, one at a time: record groups, the
 //!   retention purge, comments and API keys. Reads run on their own connections, off
 //!   the async runtime. (Opening migrates the schema before the writer starts.)
@@ -41,6 +46,7 @@ mod rollup;
 mod schema;
 mod search;
 mod summary;
+mod timeline;
 mod transcript;
 mod writer;
 
@@ -54,7 +60,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use callscope_model::TenantRecord;
+use callscope_model::{SpanRecord, TenantRecord, TenantSpan};
 use duckdb::{Config, Connection};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -78,6 +84,7 @@ pub use metrics::StoreMetrics;
 pub use query::LogPage;
 pub use search::SearchResult;
 pub use transcript::{Speaker, TRANSCRIPT_EVENTS, TranscriptLine};
+pub use timeline::CallTurns;
 
 /// `[storage]` in callscope.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +199,7 @@ struct Inner {
     readers: Arc<Readers>,
     metrics: Arc<StoreMetrics>,
     schema: duckdb::arrow::datatypes::SchemaRef,
+    span_schema: duckdb::arrow::datatypes::SchemaRef,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Turns true when the writer thread has ended, however it ended.
     writer_exited: watch::Receiver<bool>,
@@ -279,6 +287,7 @@ impl Store {
                 readers,
                 metrics,
                 schema: prepare::logs_schema(),
+                span_schema: timeline::spans_schema(),
                 writer_thread: Mutex::new(Some(handle)),
                 writer_exited,
                 path,
@@ -355,6 +364,39 @@ impl Store {
             .map_err(|_| Error::Overloaded)?;
         let batch = prepare::prepare(&records, &self.inner.schema)?;
         drop(records);
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.inner.tx.lock();
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(writer::Command::Append {
+                batch: Box::new(batch),
+                reply,
+                enqueued: Instant::now(),
+                _permit: permit,
+            })
+            .map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Stores customer-visible `spans` and resolves once they are committed, exactly
+    /// as [`Store::append`] stores records (the receipt counts spans).
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub async fn append_spans(&self, spans: Vec<TenantSpan>) -> Result<AppendReceipt> {
+        if spans.is_empty() {
+            return Ok(AppendReceipt::default());
+        }
+        let want = u32::try_from(spans.len().min(self.inner.queue_records)).unwrap_or(u32::MAX);
+        let permit = self
+            .inner
+            .queue
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|_| Error::Overloaded)?;
+        let prepared = timeline::prepare_spans(spans, &self.inner.span_schema)?;
+        let batch = prepare::PreparedBatch::of_spans(prepared, &self.inner.schema);
         let (reply, rx) = oneshot::channel();
         {
             let tx = self.inner.tx.lock();
@@ -609,6 +651,27 @@ impl Store {
     pub async fn call(&self, tenant: &str, call_id: &str) -> Result<Option<callscope_model::Call>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
         self.read_live(move |c| calls::get_call(c, &tenant, &call_id))
+            .await
+    }
+
+    /// A call's stored spans, by start time; `None` when `tenant` has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn call_spans(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<SpanRecord>>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read_now(move |c| timeline::call_spans(c, &tenant, &call_id))
+            .await
+    }
+
+    /// A call's turns, by turn number, and their latency summary; `None` when `tenant`
+    /// has no call `call_id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn call_turns(&self, tenant: &str, call_id: &str) -> Result<Option<CallTurns>> {
+        let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
+        self.read_now(move |c| timeline::call_turns(c, &tenant, &call_id))
             .await
     }
 

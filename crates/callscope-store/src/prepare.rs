@@ -18,6 +18,7 @@ use crate::{
     Error, Result,
     rollup::{BatchCounts, CountKey, minute_of},
     summary::CallDelta,
+    timeline::{MetricRow, PreparedSpans},
 };
 
 /// One append request, ready for the writer.
@@ -33,11 +34,33 @@ pub(crate) struct PreparedBatch {
     pub(crate) row_count: Vec<u32>,
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
+    /// The `call_metrics` rows of the batch's `TURN_LATENCY` and `USAGE_REPORTED`
+    /// records, each with its record's row.
+    pub(crate) metrics: Vec<MetricRow>,
+    /// The spans of an `append_spans` request (which has no records).
+    pub(crate) spans: Option<PreparedSpans>,
 }
 
 impl PreparedBatch {
+    /// Records and spans in the batch.
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.len() + self.spans.as_ref().map_or(0, |s| s.ids.len())
+    }
+
+    /// A batch of spans only.
+    pub(crate) fn of_spans(spans: PreparedSpans, logs_schema: &SchemaRef) -> Self {
+        Self {
+            ids: Vec::new(),
+            batch: RecordBatch::new_empty(logs_schema.clone()),
+            row_call: Vec::new(),
+            calls: Vec::new(),
+            counts: Vec::new(),
+            row_count: Vec::new(),
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            metrics: Vec::new(),
+            spans: Some(spans),
+        }
     }
 }
 
@@ -102,8 +125,9 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
     let mut row_count = Vec::with_capacity(n);
     let mut count_index: HashMap<(&str, i64, &str, &str, u8, u8), u32> = HashMap::new();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+    let mut metrics = Vec::new();
 
-    for tr in records {
+    for (row, tr) in records.iter().enumerate() {
         let r = &tr.record;
         let t = r.timestamp.as_nanos();
         min_ts = min_ts.min(t);
@@ -134,6 +158,13 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
             });
         calls[idx as usize].observe(r);
         row_call.push((idx, r.level.code()));
+        if let Some(m) = MetricRow::of(
+            u32::try_from(row).unwrap_or(u32::MAX),
+            &calls[idx as usize].key,
+            r,
+        ) {
+            metrics.push(m);
+        }
         // Keys repeat across a batch: look them up borrowed, own them once.
         let agent = r.agent_id.as_deref().unwrap_or_default();
         let borrowed = (
@@ -218,6 +249,8 @@ pub(crate) fn prepare(records: &[TenantRecord], schema: &SchemaRef) -> Result<Pr
         row_count,
         min_ts,
         max_ts,
+        metrics,
+        spans: None,
     })
 }
 

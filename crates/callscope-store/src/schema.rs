@@ -13,6 +13,9 @@
 //! call is looked up by `call_key`, which has a unique index. The view `call_summary`
 //! adds the derived fields. `comments` holds the team's notes on calls.
 //!
+//! `spans` holds customer-visible spans and `call_metrics` one row per stored
+//! `TURN_LATENCY` / `USAGE_REPORTED` record (see `timeline.rs`).
+//!
 //! `call_journal` and `count_journal` are the summaries' write-ahead part: each group
 //! commit appends its per-call deltas and its counts there, in the same transaction as
 //! its records, and the writer folds them into `calls` and `log_counts` later (see
@@ -154,6 +157,13 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         crate::summary::column_ddl(false),
         crate::rollup::JOURNAL_DDL
     ))?;
+    // Version 5: spans and the turn facts of the call timeline (`timeline.rs`). Records
+    // stored before have no `call_metrics` rows; fill them in once.
+    let had_metrics = has_table(conn, "call_metrics")?;
+    conn.execute_batch(crate::timeline::DDL)?;
+    if !had_metrics && found.is_some() {
+        conn.execute_batch(crate::timeline::BACKFILL)?;
+    }
     conn.execute_batch(&crate::summary::live_view_sql())?;
     conn.execute_batch(crate::rollup::LIVE_VIEW)?;
     for (name, source) in [

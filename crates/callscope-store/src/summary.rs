@@ -90,7 +90,8 @@ fn text(data: Option<&serde_json::Map<String, Value>>, key: &str) -> Option<Stri
     }
 }
 
-fn millis(data: Option<&serde_json::Map<String, Value>>, key: &str) -> Option<i64> {
+/// A whole number of `key` in `data`: an integer, a rounded float, or either as a string.
+pub(crate) fn millis(data: Option<&serde_json::Map<String, Value>>, key: &str) -> Option<i64> {
     let as_i64 = |f: f64| (f.is_finite() && f.abs() < 9.0e18).then(|| f.round() as i64);
     match data?.get(key)? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(as_i64)),

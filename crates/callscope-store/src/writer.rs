@@ -62,6 +62,7 @@ use crate::{
     recent::{self, RecentIds},
     rollup::{self, Counts},
     summary::{self, CallDelta},
+    timeline::{self, PreparedSpans},
 };
 
 /// How often the writer tries to reopen a database that DuckDB invalidated.
@@ -173,9 +174,10 @@ pub(crate) struct Writer {
 fn scratch_ddl() -> String {
     format!(
         "CREATE TEMP TABLE IF NOT EXISTS _incoming_ids (id UUID NOT NULL);\n\
-         CREATE TEMP TABLE IF NOT EXISTS _call_delta (\n{}\n);\n{}",
+         CREATE TEMP TABLE IF NOT EXISTS _call_delta (\n{}\n);\n{}\n{}",
         summary::column_ddl(false),
-        rollup::SCRATCH_DDL
+        rollup::SCRATCH_DDL,
+        timeline::SCRATCH_DDL
     )
 }
 
@@ -619,6 +621,7 @@ impl Writer {
         let mut receipts = Vec::with_capacity(batches.len());
         let mut to_append: Vec<RecordBatch> = Vec::with_capacity(batches.len());
         let mut deltas: Vec<CallDelta> = Vec::new();
+        let mut metrics = Vec::new();
         let mut counts = Counts::default();
         for b in batches {
             let keep: Vec<bool> = b
@@ -652,10 +655,45 @@ impl Writer {
                     .into_iter()
                     .filter(|c| c.levels.iter().sum::<i64>() > 0),
             );
+            metrics.extend(b.metrics.iter().filter(|m| keep[m.row as usize]));
             receipts.push(AppendReceipt {
-                inserted: b.len() - dropped,
+                inserted: b.ids.len() - dropped,
                 duplicates: dropped,
             });
+        }
+        let span_batches: Vec<(usize, &PreparedSpans)> = batches
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.spans.as_ref().map(|s| (i, s)))
+            .collect();
+        let mut spans_to_append = Vec::with_capacity(span_batches.len());
+        if !span_batches.is_empty() {
+            let stored = Self::spans_stored(conn, &span_batches)?;
+            for (i, sb) in span_batches {
+                let keep: Vec<bool> = sb
+                    .ids
+                    .iter()
+                    .map(|id| !stored.contains(id) && seen.insert(*id))
+                    .collect();
+                let kept = keep.iter().filter(|k| **k).count();
+                for (s, _) in sb.spans.iter().zip(&keep).filter(|(_, k)| **k) {
+                    let mut d = CallDelta::new(&s.tenant, &s.span.call_id, s.span.start_time.0);
+                    d.last_ts = d.last_ts.max(s.span.end_time.0);
+                    d.agent_id.clone_from(&s.span.agent_id);
+                    d.trace_id = Some(s.span.trace_id.clone());
+                    deltas.push(d);
+                }
+                receipts[i].inserted += kept;
+                receipts[i].duplicates += sb.ids.len() - kept;
+                if kept == sb.ids.len() {
+                    spans_to_append.push(sb.batch.clone());
+                } else {
+                    spans_to_append.push(
+                        filter_record_batch(&sb.batch, &BooleanArray::from(keep))
+                            .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    );
+                }
+            }
         }
 
         let mut appended = Vec::with_capacity(to_append.len());
@@ -678,6 +716,18 @@ impl Writer {
                 app.append_record_batch(rb.clone())?;
             }
             app.flush()?;
+        }
+        if spans_to_append.iter().any(|b| b.num_rows() > 0) {
+            let mut app = conn.appender("spans")?;
+            for rb in spans_to_append {
+                if rb.num_rows() > 0 {
+                    app.append_record_batch(rb)?;
+                }
+            }
+            app.flush()?;
+        }
+        if !metrics.is_empty() {
+            timeline::write_metrics(conn, metrics.into_iter())?;
         }
         phases.append = lap();
         if journaled {
@@ -724,6 +774,42 @@ impl Writer {
         Ok(out)
     }
 
+    /// The ids of the groups' spans that `spans` already holds, looked up within the
+    /// spans' start times (which the table's zone maps prune to).
+    fn spans_stored(conn: &Connection, batches: &[(usize, &PreparedSpans)]) -> Result<HashSet<Uuid>> {
+        let (lo, hi) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), (_, b)| {
+            (lo.min(b.min_ts), hi.max(b.max_ts))
+        });
+        if lo > hi {
+            return Ok(HashSet::new());
+        }
+        conn.prepare_cached("DELETE FROM _incoming_span_ids")?
+            .execute([])?;
+        {
+            let mut app = conn.appender("_incoming_span_ids")?;
+            for (_, b) in batches {
+                let ids = b
+                    .batch
+                    .project(&[0])
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                if ids.num_rows() > 0 {
+                    app.append_record_batch(ids)?;
+                }
+            }
+            app.flush()?;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id::VARCHAR FROM spans s SEMI JOIN _incoming_span_ids i ON s.id = i.id \
+             WHERE s.start_ns BETWEEN ? AND ?",
+        )?;
+        let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            out.insert(parse_id(&row?)?);
+        }
+        Ok(out)
+    }
+
     fn purge(&mut self, before_ns: i64) -> Result<u64> {
         self.connection()?;
         let conn = self.conn.as_mut().ok_or(Error::Closed)?;
@@ -747,6 +833,8 @@ impl Writer {
                 duckdb::params![before_ns, before_ns, before_ns],
             )?;
             let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
+            tx.execute("DELETE FROM call_metrics WHERE ts < ?", [before_ns])?;
+            tx.execute("DELETE FROM spans WHERE end_ns < ?", [before_ns])?;
             tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
             tx.execute(
                 "DELETE FROM comments c WHERE NOT EXISTS \

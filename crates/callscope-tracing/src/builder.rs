@@ -5,7 +5,7 @@
 use std::{borrow::Cow, fmt, time::Duration};
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{
     Resource,
     logs::{LogExporter, LoggerProviderBuilder, SdkLoggerProvider},
@@ -19,7 +19,7 @@ use tracing_subscriber::{
 
 use crate::{
     CallLogLayer, DEFAULT_LOG_QUEUE_CAPACITY, Error, LogEmitter, Result,
-    layer::{CALL_SPAN_TARGET, EVENT_TARGET},
+    layer::{CALL_SPAN_TARGET, EVENT_TARGET, STAGE_SPAN_TARGET, TURN_SPAN_TARGET},
     runtime::OnRuntime,
 };
 
@@ -33,7 +33,12 @@ pub const DEFAULT_FILTER: &str = "info";
 
 /// Directives always added to the filter: call spans and call events are product data,
 /// not debug output, so no log level hides them.
-const ALWAYS_ON: [&str; 2] = ["callscope::event=trace", "callscope::call=trace"];
+const ALWAYS_ON: [&str; 4] = [
+    "callscope::event=trace",
+    "callscope::call=trace",
+    "callscope::turn=trace",
+    "callscope::stage=trace",
+];
 /// Directives added to the default filter: the exporter's own transport would otherwise
 /// log about every export, which would be exported in turn.
 const QUIET_TRANSPORT: &str = "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
@@ -397,7 +402,9 @@ fn build_filter(default: Option<&str>, rust_log: Option<String>) -> Result<EnvFi
         filter = filter.add_directive(directive.parse().map_err(|e| invalid(format!("{e}")))?);
     }
     debug_assert!(
-        EVENT_TARGET.starts_with("callscope::") && CALL_SPAN_TARGET.starts_with("callscope::")
+        [EVENT_TARGET, CALL_SPAN_TARGET, TURN_SPAN_TARGET, STAGE_SPAN_TARGET]
+            .iter()
+            .all(|t| ALWAYS_ON.iter().any(|d| d.starts_with(&format!("{t}="))))
     );
     Ok(filter)
 }
@@ -451,64 +458,50 @@ impl OtlpSettings {
     }
 
     fn log_exporter(&self) -> Result<OnRuntime<opentelemetry_otlp::LogExporter>> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let builder = opentelemetry_otlp::LogExporter::builder();
-        let exporter = match self.protocol {
-            Protocol::Grpc => {
-                let mut b = builder.with_tonic();
-                if let Some(e) = &self.logs_endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()?
-            }
-            Protocol::HttpProtobuf => {
-                let mut b = builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-                if let Some(e) = &self.logs_endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()?
-            }
-        };
-        Ok(OnRuntime::new(exporter, runtime))
+        otlp_exporter!(self, opentelemetry_otlp::LogExporter, &self.logs_endpoint)
     }
 
     fn span_exporter(&self) -> Result<OnRuntime<opentelemetry_otlp::SpanExporter>> {
+        otlp_exporter!(self, opentelemetry_otlp::SpanExporter, &self.traces_endpoint)
+    }
+}
+
+/// Builds an OTLP exporter of either signal (`$exporter` is `LogExporter` or
+/// `SpanExporter`; their builders share methods but no trait that builds) with the
+/// settings' protocol, `$endpoint` and timeout, on the current Tokio runtime.
+macro_rules! otlp_exporter {
+    ($settings:expr, $exporter:ty, $endpoint:expr) => {{
+        let settings: &OtlpSettings = $settings;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let builder = opentelemetry_otlp::SpanExporter::builder();
-        let exporter = match self.protocol {
+        let endpoint: &Option<String> = $endpoint;
+        let builder = <$exporter>::builder();
+        let exporter = match settings.protocol {
             Protocol::Grpc => {
-                let mut b = builder.with_tonic();
-                if let Some(e) = &self.traces_endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()?
+                configure(builder.with_tonic(), endpoint.as_deref(), settings.timeout).build()?
             }
-            Protocol::HttpProtobuf => {
-                let mut b = builder
+            Protocol::HttpProtobuf => configure(
+                builder
                     .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-                if let Some(e) = &self.traces_endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()?
-            }
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
+                endpoint.as_deref(),
+                settings.timeout,
+            )
+            .build()?,
         };
         Ok(OnRuntime::new(exporter, runtime))
+    }};
+}
+use otlp_exporter;
+
+/// Sets the endpoint and timeout an exporter builder of any signal or transport takes.
+fn configure<B: WithExportConfig>(mut b: B, endpoint: Option<&str>, timeout: Option<Duration>) -> B {
+    if let Some(e) = endpoint {
+        b = b.with_endpoint(e);
     }
+    if let Some(t) = timeout {
+        b = b.with_timeout(t);
+    }
+    b
 }
 
 /// A built subscriber and the providers behind it, not installed anywhere.

@@ -22,7 +22,7 @@ use std::{
 use opentelemetry_sdk::{error::OTelSdkError, logs::SdkLogger};
 use tracing::Dispatch;
 
-use crate::{Error, Result, layer::Captured};
+use crate::{Error, Result, record::Captured};
 
 /// How many captured events may wait for the emitter by default.
 pub const DEFAULT_LOG_QUEUE_CAPACITY: usize = 2048;

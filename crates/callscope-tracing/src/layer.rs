@@ -1,36 +1,40 @@
 //! The call-log layer: a [`tracing_subscriber::Layer`] that turns every tracing event into
 //! an OpenTelemetry log record, stamped with the call it belongs to and the trace context
-//! of the span it was emitted in.
+//! of the span it was emitted in, and that times the turns of a conversation.
 //!
 //! Call events (the [`call_event!`](crate::call_event) macro) become customer-visible
-//! records; every other event becomes an internal record. The record is built either
-//! right away or, for a deferred layer, from a [`Captured`] event on the emitter thread
-//! ([`crate::emitter`]); both go through [`Head::emit`], so the records are the same.
+//! records; every other event becomes an internal record. The layer reads on the
+//! emitting thread what only that thread can read (the span stack, the clock) and hands
+//! it to [`crate::record`], which builds the record there or on the emitter thread
+//! ([`crate::emitter`]).
+//!
+//! Turn spans ([`turn_span!`](crate::turn_span)) and stage spans
+//! ([`stage_span!`](crate::stage_span)) are timed here: when a turn span closes, the
+//! layer emits the turn's `TURN_LATENCY` from its stage spans, unless a `TURN_LATENCY`
+//! was emitted inside the turn already.
 
 use std::{
     cell::{Cell, RefCell},
     fmt,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicUsize, Ordering},
+        Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
-use callscope_model::{Category, Level, Visibility, keys, lookup_event};
-use opentelemetry::{
-    Context, InstrumentationScope, Key, StringValue,
-    logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
-    trace::{SpanId, TraceContextExt, TraceFlags, TraceId},
-};
-use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger, SdkLoggerProvider};
-use tracing::{Event, Metadata, Subscriber, dispatcher::WeakDispatch, span};
+use callscope_model::{Category, Level, events};
+use opentelemetry::{Context, InstrumentationScope, logs::AnyValue, logs::LoggerProvider as _};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use tracing::{Event, Subscriber, dispatcher::WeakDispatch, span};
 use tracing_core::field::{Field, Visit};
 use tracing_subscriber::{Layer, layer::Context as LayerContext, registry::LookupSpan};
 
 use crate::{
     Result,
     emitter::{self, LogEmitter, Queue},
+    record::{CallAttrs, Captured, Head, Pending, SpanIds, TURN_FIELD, Values},
 };
 
 /// The target of every call event; the layer recognises call events by it, and the
@@ -40,20 +44,13 @@ pub const EVENT_TARGET: &str = "callscope::event";
 pub const CALL_SPAN_TARGET: &str = "callscope::call";
 /// The name of every call span (also the name of its OpenTelemetry span).
 pub const CALL_SPAN_NAME: &str = "call";
-
-/// Field of a hand-written call event naming its category (the macros pass it out of band).
-const CATEGORY_FIELD: &str = keys::CATEGORY;
-/// Field of a hand-written call event naming its level.
-const LEVEL_FIELD: &str = "callscope.level";
-/// Fields under this prefix never reach a customer-visible record.
-const INTERNAL_PREFIX: &str = "internal.";
-const MESSAGE_FIELD: &str = "message";
-
-const CALL_ID: Key = Key::from_static_str(keys::CALL_ID);
-const TENANT_ID: Key = Key::from_static_str(keys::TENANT_ID);
-const AGENT_ID: Key = Key::from_static_str(keys::AGENT_ID);
-const VISIBILITY: Key = Key::from_static_str(keys::VISIBILITY);
-const CATEGORY: Key = Key::from_static_str(keys::CATEGORY);
+/// The target of every turn span ([`turn_span!`](crate::turn_span)).
+pub const TURN_SPAN_TARGET: &str = "callscope::turn";
+/// The name of every turn span.
+pub const TURN_SPAN_NAME: &str = "turn";
+/// The target of every stage span ([`stage_span!`](crate::stage_span)); its name is the
+/// stage: `stt`, `llm`, `tts` or `tool`.
+pub const STAGE_SPAN_TARGET: &str = "callscope::stage";
 
 thread_local! {
     /// The spans entered on this thread, as the layer saw them: the registry's span stack,
@@ -74,13 +71,8 @@ struct Entered {
     duplicate: bool,
     call: Option<Arc<CallAttrs>>,
     ids: Option<SpanIds>,
-}
-
-/// What a call event's macro tells the layer out of band.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    category: Category,
-    level: Level,
+    turn: Option<Arc<TurnClock>>,
+    stage: Option<Arc<StageClock>>,
 }
 
 /// Holds a call event's category and level for the duration of one dispatch; restores
@@ -109,105 +101,59 @@ impl Drop for PendingGuard {
     }
 }
 
-/// The OpenTelemetry severity of a callscope level (its canonical number).
-#[must_use]
-pub fn severity_of(level: Level) -> Severity {
-    match level {
-        Level::Debug => Severity::Debug,
-        Level::Info => Severity::Info,
-        Level::Warning => Severity::Warn,
-        Level::Error => Severity::Error,
-        Level::Critical => Severity::Fatal,
-    }
+/// A stage of a turn, named by its stage span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Stt,
+    Llm,
+    Tts,
+    Tool,
 }
 
-/// The tracing level a call event of `level` is emitted at (tracing has no CRITICAL, so
-/// it is emitted at ERROR and the record still says FATAL/CRITICAL).
-#[doc(hidden)]
-#[must_use]
-pub const fn tracing_level(level: Level) -> tracing::Level {
-    match level {
-        Level::Debug => tracing::Level::DEBUG,
-        Level::Info => tracing::Level::INFO,
-        Level::Warning => tracing::Level::WARN,
-        Level::Error | Level::Critical => tracing::Level::ERROR,
-    }
-}
-
-/// Severity of a plain tracing event, as the OpenTelemetry log bridge maps it.
-fn severity_of_tracing(level: &tracing::Level) -> Severity {
-    match *level {
-        tracing::Level::TRACE => Severity::Trace,
-        tracing::Level::DEBUG => Severity::Debug,
-        tracing::Level::INFO => Severity::Info,
-        tracing::Level::WARN => Severity::Warn,
-        tracing::Level::ERROR => Severity::Error,
-    }
-}
-
-/// The identity of a call, captured once when its call span is created and shared by
-/// every span under it.
-#[derive(Debug, Clone, Default)]
-struct CallAttrs {
-    call_id: Option<StringValue>,
-    tenant_id: Option<StringValue>,
-    agent_id: Option<StringValue>,
-}
-
-impl CallAttrs {
-    fn add_to(&self, record: &mut SdkLogRecord) {
-        for (key, value) in [
-            (&CALL_ID, &self.call_id),
-            (&TENANT_ID, &self.tenant_id),
-            (&AGENT_ID, &self.agent_id),
-        ] {
-            if let Some(v) = value {
-                record.add_attribute(key.clone(), AnyValue::String(v.clone()));
-            }
+impl Stage {
+    fn of_name(name: &str) -> Option<Self> {
+        match name {
+            "stt" => Some(Stage::Stt),
+            "llm" => Some(Stage::Llm),
+            "tts" => Some(Stage::Tts),
+            "tool" => Some(Stage::Tool),
+            _ => None,
         }
     }
 }
 
-impl Visit for CallAttrs {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        // Shared (`Arc<str>`) so that copying the value into each record is a refcount bump.
-        let value = Some(StringValue::from(Arc::<str>::from(value)));
-        match field.name() {
-            keys::CALL_ID => self.call_id = value,
-            keys::TENANT_ID => self.tenant_id = value,
-            keys::AGENT_ID => self.agent_id = value,
-            _ => {}
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if matches!(
-            field.name(),
-            keys::CALL_ID | keys::TENANT_ID | keys::AGENT_ID
-        ) {
-            self.record_str(field, &format!("{value:?}"));
-        }
-    }
+/// What a turn span's stage spans measured.
+#[derive(Debug, Default)]
+struct Stages {
+    /// Per stage: the earliest-started span's start and its measure, in milliseconds.
+    stt: Option<(Instant, i64)>,
+    llm_ttft: Option<(Instant, i64)>,
+    tts_ttfb: Option<(Instant, i64)>,
+    /// Every tool span's duration, added up.
+    tool_ms: Option<i64>,
 }
 
-/// The trace context of a span's OpenTelemetry span.
-#[derive(Debug, Clone, Copy)]
-struct SpanIds {
-    trace_id: TraceId,
-    span_id: SpanId,
-    flags: TraceFlags,
+/// A turn span's clock, shared with the spans under it.
+#[derive(Debug)]
+struct TurnClock {
+    turn: Option<i64>,
+    started: Instant,
+    stages: Mutex<Stages>,
+    /// A `TURN_LATENCY` was emitted inside the turn: the layer emits none.
+    reported: AtomicBool,
 }
 
-impl SpanIds {
-    fn of_context(cx: &Context) -> Option<Self> {
-        let span = cx.span();
-        let sc = span.span_context();
-        sc.is_valid().then(|| SpanIds {
-            trace_id: sc.trace_id(),
-            span_id: sc.span_id(),
-            flags: sc.trace_flags(),
-        })
-    }
+/// A stage span's clock.
+#[derive(Debug)]
+struct StageClock {
+    stage: Stage,
+    started: Instant,
+    /// When the stage produced its first output ([`first_output`]).
+    first_output: OnceLock<Instant>,
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What the layer keeps in each span's extensions.
@@ -217,6 +163,78 @@ struct SpanState {
     call: Option<Arc<CallAttrs>>,
     /// Filled on first entry, from the context the OpenTelemetry layer just attached.
     ids: OnceLock<SpanIds>,
+    /// The nearest enclosing turn span's clock (this span's own, for a turn span).
+    turn: Option<Arc<TurnClock>>,
+    /// This span's clock, for a stage span.
+    stage: Option<Arc<StageClock>>,
+}
+
+/// Reads a turn span's `turn` field.
+#[derive(Default)]
+struct TurnNumber(Option<i64>);
+
+impl Visit for TurnNumber {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == TURN_FIELD {
+            self.0 = Some(value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == TURN_FIELD {
+            self.0 = i64::try_from(value).ok();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == TURN_FIELD {
+            self.0 = format!("{value:?}").parse().ok();
+        }
+    }
+}
+
+/// Records the identity of the call entered on this thread on `span`'s `call.id`,
+/// `tenant.id` and `agent.id` fields (which the turn and stage macros declare empty), so
+/// its OpenTelemetry span carries them. Does nothing outside a call.
+#[doc(hidden)]
+pub fn attach_call(span: &tracing::Span) {
+    let call = ENTERED.with(|stack| {
+        stack
+            .borrow()
+            .iter()
+            .rev()
+            .find(|e| !e.duplicate && e.call.is_some())
+            .and_then(|e| e.call.clone())
+    });
+    let Some(call) = call else { return };
+    for (key, value) in [
+        (callscope_model::keys::CALL_ID, &call.call_id),
+        (callscope_model::keys::TENANT_ID, &call.tenant_id),
+        (callscope_model::keys::AGENT_ID, &call.agent_id),
+    ] {
+        if let Some(v) = value {
+            span.record(key, v.as_str());
+        }
+    }
+}
+
+/// Marks the first output of the stage span entered on this thread: the LLM's first
+/// token inside an `llm` stage, text-to-speech's first audio byte inside a `tts` stage.
+/// The turn's `llm_ttft_ms` and `tts_ttfb_ms` are measured from the stage span's start to
+/// this mark (to the span's end when it is never marked). Later marks are ignored.
+pub fn first_output() {
+    let now = Instant::now();
+    ENTERED.with(|stack| {
+        if let Some(stage) = stack
+            .borrow()
+            .iter()
+            .rev()
+            .find(|e| !e.duplicate && e.stage.is_some())
+            .and_then(|e| e.stage.as_ref())
+        {
+            let _ = stage.first_output.set(now);
+        }
+    });
 }
 
 /// The call-log layer. Add it to a registry *after* (outside) the
@@ -307,27 +325,80 @@ impl CallLogLayer {
         SpanIds::of_context(&cx)
     }
 
-    /// Call and trace context of an event given an explicit parent (or none, for a root).
+    /// Call, trace context and turn of an event given an explicit parent (or none, for a
+    /// root).
     fn explicit_parent<S>(
         &self,
         event: &Event<'_>,
         ctx: &LayerContext<'_, S>,
-    ) -> (Option<Arc<CallAttrs>>, Option<SpanIds>)
+    ) -> (Option<Arc<CallAttrs>>, Option<SpanIds>, Option<Arc<TurnClock>>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let Some(span) = ctx.event_span(event) else {
-            return (None, None);
+            return (None, None, None);
         };
         let known = span
             .extensions()
             .get::<SpanState>()
-            .map(|s| (s.call.clone(), s.ids.get().copied()));
+            .map(|s| (s.call.clone(), s.ids.get().copied(), s.turn.clone()));
         match known {
-            Some((call, Some(ids))) => (call, Some(ids)),
-            Some((call, None)) => (call, self.ids_from_otel_layer(&span.id())),
-            None => (None, self.ids_from_otel_layer(&span.id())),
+            Some((call, Some(ids), turn)) => (call, Some(ids), turn),
+            Some((call, None, turn)) => (call, self.ids_from_otel_layer(&span.id()), turn),
+            None => (None, self.ids_from_otel_layer(&span.id()), None),
         }
+    }
+
+    /// Emits a record the layer makes itself, through the same sink as events.
+    fn emit_own(&self, head: Head, fields: Vec<(&'static str, AnyValue)>) {
+        match &self.sink {
+            Sink::Direct(logger) => Captured { head, fields }.emit(logger),
+            Sink::Deferred(queue) => queue.push(Captured { head, fields }),
+        }
+    }
+
+    /// The `TURN_LATENCY` of a turn span that just closed, unless the agent reported one.
+    fn close_turn(&self, clock: &TurnClock, call: Option<Arc<CallAttrs>>, ids: Option<SpanIds>) {
+        if clock.reported.load(Ordering::Relaxed) {
+            return;
+        }
+        let end_to_end = millis(clock.started.elapsed());
+        let stages = std::mem::take(
+            &mut *clock
+                .stages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let spec = events::TURN_LATENCY;
+        let mut fields: Vec<(&'static str, AnyValue)> = Vec::with_capacity(6);
+        if let Some(turn) = clock.turn {
+            fields.push((TURN_FIELD, AnyValue::Int(turn)));
+        }
+        for (name, value) in [
+            ("stt_ms", stages.stt.map(|s| s.1)),
+            ("llm_ttft_ms", stages.llm_ttft.map(|s| s.1)),
+            ("tts_ttfb_ms", stages.tts_ttfb.map(|s| s.1)),
+            ("tool_ms", stages.tool_ms),
+            ("end_to_end_ms", Some(end_to_end)),
+        ] {
+            if let Some(v) = value {
+                fields.push((name, AnyValue::Int(v)));
+            }
+        }
+        let head = Head {
+            target: EVENT_TARGET,
+            name: spec.code,
+            level: crate::record::tracing_level(spec.level),
+            pending: Some(Pending {
+                category: spec.category,
+                level: spec.level,
+            }),
+            time: SystemTime::now(),
+            call,
+            ids,
+            turn: clock.turn,
+        };
+        self.emit_own(head, fields);
     }
 }
 
@@ -350,21 +421,46 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let meta = attrs.metadata();
+        let (inherited_call, inherited_turn) = span.parent().map_or((None, None), |parent| {
+            parent
+                .extensions()
+                .get::<SpanState>()
+                .map_or((None, None), |s| (s.call.clone(), s.turn.clone()))
+        });
         let call = if meta.target() == CALL_SPAN_TARGET && meta.name() == CALL_SPAN_NAME {
             let mut call = CallAttrs::default();
             attrs.record(&mut call);
             Some(Arc::new(call))
         } else {
-            span.parent().and_then(|parent| {
-                parent
-                    .extensions()
-                    .get::<SpanState>()
-                    .and_then(|s| s.call.clone())
-            })
+            inherited_call
+        };
+        let mut stage = None;
+        let turn = if meta.target() == TURN_SPAN_TARGET && meta.name() == TURN_SPAN_NAME {
+            let mut number = TurnNumber::default();
+            attrs.record(&mut number);
+            Some(Arc::new(TurnClock {
+                turn: number.0,
+                started: Instant::now(),
+                stages: Mutex::default(),
+                reported: AtomicBool::new(false),
+            }))
+        } else {
+            if meta.target() == STAGE_SPAN_TARGET {
+                stage = Stage::of_name(meta.name()).map(|stage| {
+                    Arc::new(StageClock {
+                        stage,
+                        started: Instant::now(),
+                        first_output: OnceLock::new(),
+                    })
+                });
+            }
+            inherited_turn
         };
         span.extensions_mut().insert(SpanState {
             call,
             ids: OnceLock::new(),
+            turn,
+            stage,
         });
     }
 
@@ -399,6 +495,8 @@ where
             }
         };
         let call = state.call.clone();
+        let turn = state.turn.clone();
+        let stage = state.stage.clone();
         drop(ext);
         ENTERED.with(|stack| {
             let mut stack = stack.borrow_mut();
@@ -409,6 +507,8 @@ where
                 duplicate,
                 call,
                 ids,
+                turn,
+                stage,
             });
         });
     }
@@ -426,6 +526,55 @@ where
         drop(popped);
     }
 
+    fn on_close(&self, id: span::Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let (stage, turn, call, ids) = {
+            let ext = span.extensions();
+            let Some(state) = ext.get::<SpanState>() else {
+                return;
+            };
+            (
+                state.stage.clone(),
+                state.turn.clone(),
+                state.call.clone(),
+                state.ids.get().copied(),
+            )
+        };
+        let Some(turn) = turn else { return };
+        if let Some(stage) = stage {
+            let now = Instant::now();
+            let whole = millis(now.saturating_duration_since(stage.started));
+            let to_first = stage
+                .first_output
+                .get()
+                .map_or(whole, |t| millis(t.saturating_duration_since(stage.started)));
+            let mut stages = turn
+                .stages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let earliest = |slot: &mut Option<(Instant, i64)>, value: i64| {
+                if slot.is_none_or(|(at, _)| stage.started < at) {
+                    *slot = Some((stage.started, value));
+                }
+            };
+            match stage.stage {
+                Stage::Stt => earliest(&mut stages.stt, whole),
+                Stage::Llm => earliest(&mut stages.llm_ttft, to_first),
+                Stage::Tts => earliest(&mut stages.tts_ttfb, to_first),
+                Stage::Tool => stages.tool_ms = Some(stages.tool_ms.unwrap_or(0) + whole),
+            }
+            return;
+        }
+        let meta = span.metadata();
+        if meta.target() == TURN_SPAN_TARGET && meta.name() == TURN_SPAN_NAME {
+            let ids = ids.or_else(|| {
+                drop(span);
+                self.ids_from_otel_layer(&id)
+            });
+            self.close_turn(&turn, call, ids);
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
         if Context::is_current_telemetry_suppressed() {
             return;
@@ -437,7 +586,7 @@ where
             None
         };
         let time = SystemTime::now();
-        let (call, ids) = if event.is_contextual() {
+        let (call, ids, turn) = if event.is_contextual() {
             // The innermost span this layer saw entered on this thread.
             ENTERED.with(|stack| {
                 stack
@@ -445,17 +594,28 @@ where
                     .iter()
                     .rev()
                     .find(|e| e.layer == self.id && !e.duplicate)
-                    .map_or((None, None), |e| (e.call.clone(), e.ids))
+                    .map_or((None, None, None), |e| {
+                        (e.call.clone(), e.ids, e.turn.clone())
+                    })
             })
         } else {
             self.explicit_parent(event, &ctx)
         };
+        if let Some(turn) = &turn
+            && meta.target() == EVENT_TARGET
+            && meta.name() == events::TURN_LATENCY.code
+        {
+            turn.reported.store(true, Ordering::Relaxed);
+        }
         let head = Head {
-            meta,
+            target: meta.target(),
+            name: meta.name(),
+            level: *meta.level(),
             pending,
             time,
             call,
             ids,
+            turn: turn.and_then(|t| t.turn),
         };
         match &self.sink {
             Sink::Direct(logger) => head.emit(logger, |visitor| {
@@ -472,248 +632,6 @@ where
                 event.record(&mut Values(|name, value| fields.push((name, value))));
                 queue.push(Captured { head, fields });
             }
-        }
-    }
-}
-
-/// Everything a record is built from apart from the event's fields: what `on_event`
-/// reads on the emitting thread (thread-locals, the span stack, the clock).
-struct Head {
-    meta: &'static Metadata<'static>,
-    /// The macro's category and level, for a call event emitted by `call_event!`.
-    pending: Option<Pending>,
-    time: SystemTime,
-    call: Option<Arc<CallAttrs>>,
-    ids: Option<SpanIds>,
-}
-
-/// An event captured on the emitting thread for the emitter thread: its head and its
-/// fields, owned.
-pub(crate) struct Captured {
-    head: Head,
-    fields: Vec<(&'static str, AnyValue)>,
-}
-
-impl Captured {
-    /// Builds the event's record(s) and emits them through `logger`.
-    pub(crate) fn emit(self, logger: &SdkLogger) {
-        let Self { head, fields } = self;
-        head.emit(logger, |visitor| {
-            for (name, value) in fields {
-                visitor.put(name, value);
-            }
-        });
-    }
-}
-
-impl Head {
-    /// Builds the event's record (and, for a call event with `internal.*` fields, its
-    /// companion internal record) and emits it. `record_fields` feeds the event's fields
-    /// to the visitor.
-    fn emit(self, logger: &SdkLogger, record_fields: impl FnOnce(&mut FieldVisitor<'_>)) {
-        let Self {
-            meta,
-            pending,
-            time,
-            call,
-            ids,
-        } = self;
-        let mut record = logger.create_log_record();
-        record.set_timestamp(time);
-        record.set_observed_timestamp(time);
-        if let Some(call) = &call {
-            call.add_to(&mut record);
-        }
-        if let Some(ids) = ids {
-            record.set_trace_context(ids.trace_id, ids.span_id, Some(ids.flags));
-        }
-
-        if meta.target() != EVENT_TARGET {
-            record.set_target(meta.target());
-            let name = meta.name();
-            // Names tracing generates ("event src/x.rs:12") are no event names.
-            if !name.starts_with("event ") {
-                record.set_event_name(name);
-            }
-            record.set_severity_number(severity_of_tracing(meta.level()));
-            record.set_severity_text(meta.level().as_str());
-            record_fields(&mut FieldVisitor::internal(&mut record));
-            logger.emit(record);
-            return;
-        }
-
-        let mut visitor = FieldVisitor::customer(&mut record);
-        record_fields(&mut visitor);
-        let FieldVisitor {
-            internal,
-            category,
-            level,
-            ..
-        } = visitor;
-        let spec = if pending.is_none() {
-            lookup_event(meta.name())
-        } else {
-            None
-        };
-        let category = pending
-            .map(|p| p.category)
-            .or(category)
-            .or(spec.map(|s| s.category));
-        let level = pending
-            .map(|p| p.level)
-            .or(level)
-            .or(spec.map(|s| s.level))
-            .unwrap_or(Level::Info);
-
-        let severity = severity_of(level);
-        record.set_event_name(meta.name());
-        record.set_severity_number(severity);
-        record.set_severity_text(level.severity_text());
-        record.add_attribute(VISIBILITY, Visibility::Customer.as_str());
-        if let Some(category) = category {
-            record.add_attribute(CATEGORY, category.as_str());
-        }
-        logger.emit(record);
-
-        // `internal.*` fields travel in a companion internal record, so the platform's
-        // own stack still sees them next to the customer event.
-        if let Some(internal) = internal {
-            let mut companion = logger.create_log_record();
-            companion.set_timestamp(time);
-            companion.set_observed_timestamp(time);
-            if let Some(ids) = ids {
-                companion.set_trace_context(ids.trace_id, ids.span_id, Some(ids.flags));
-            }
-            if let Some(call) = &call {
-                call.add_to(&mut companion);
-            }
-            companion.set_event_name(meta.name());
-            companion.set_severity_number(severity);
-            companion.set_severity_text(level.severity_text());
-            companion.add_attribute(VISIBILITY, Visibility::Internal.as_str());
-            companion.add_attributes(internal);
-            logger.emit(companion);
-        }
-    }
-}
-
-/// Puts an event's fields into a log record as typed attributes; `message` becomes the
-/// body. On a call event it holds back `internal.*` fields and reads the
-/// `callscope.category` / `callscope.level` of hand-written call events.
-struct FieldVisitor<'a> {
-    record: &'a mut SdkLogRecord,
-    customer: bool,
-    internal: Option<Vec<(Key, AnyValue)>>,
-    category: Option<Category>,
-    level: Option<Level>,
-}
-
-impl<'a> FieldVisitor<'a> {
-    fn internal(record: &'a mut SdkLogRecord) -> Self {
-        Self {
-            record,
-            customer: false,
-            internal: None,
-            category: None,
-            level: None,
-        }
-    }
-
-    fn customer(record: &'a mut SdkLogRecord) -> Self {
-        Self {
-            customer: true,
-            ..Self::internal(record)
-        }
-    }
-
-    #[inline]
-    fn put(&mut self, name: &'static str, value: AnyValue) {
-        if name == MESSAGE_FIELD {
-            self.record.set_body(value);
-        } else if self.customer && name.starts_with(INTERNAL_PREFIX) {
-            self.internal
-                .get_or_insert_with(|| Vec::with_capacity(2))
-                .push((Key::from_static_str(name), value));
-        } else if self.customer && name.starts_with(keys::RESERVED_PREFIX) {
-            // The layer sets callscope.* itself; a hand-written value is read, not copied.
-            if let AnyValue::String(s) = &value {
-                if name == CATEGORY_FIELD {
-                    self.category = s.as_str().parse().ok();
-                } else if name == LEVEL_FIELD {
-                    self.level = s.as_str().parse().ok();
-                }
-            }
-        } else {
-            self.record.add_attribute(Key::from_static_str(name), value);
-        }
-    }
-}
-
-/// Turns an event's field values into OpenTelemetry values (integers, floats and
-/// booleans stay typed; everything else becomes a string) and hands each to the closure.
-struct Values<F>(F);
-
-impl<F: FnMut(&'static str, AnyValue)> Values<F> {
-    #[inline]
-    fn put(&mut self, field: &Field, value: AnyValue) {
-        (self.0)(field.name(), value);
-    }
-}
-
-impl<F: FnMut(&'static str, AnyValue)> Visit for Values<F> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, AnyValue::Double(value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, AnyValue::Int(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        let value = i64::try_from(value).map_or_else(|_| value.to_string().into(), AnyValue::Int);
-        self.put(field, value);
-    }
-
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = i64::try_from(value).map_or_else(|_| value.to_string().into(), AnyValue::Int);
-        self.put(field, value);
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = i64::try_from(value).map_or_else(|_| value.to_string().into(), AnyValue::Int);
-        self.put(field, value);
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, AnyValue::Boolean(value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, AnyValue::String(value.to_owned().into()));
-    }
-
-    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
-        self.put(field, AnyValue::Bytes(Box::new(value.to_vec())));
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, AnyValue::String(value.to_string().into()));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, AnyValue::String(format!("{value:?}").into()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn severities_match_the_model() {
-        for level in Level::ALL {
-            assert_eq!(severity_of(level) as i32, level.severity_number());
-            assert_eq!(severity_of(level).name(), level.severity_text());
         }
     }
 }

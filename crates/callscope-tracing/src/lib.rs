@@ -104,6 +104,53 @@
 //! [`CallLogLayer::new`] builds on the emitting thread; [`CallLogLayer::deferred`] gives
 //! the background thread to subscribers composed by hand.
 //!
+//! # Turns and their latency
+//!
+//! A voice conversation is a sequence of turns, and what customers ask of a call is
+//! where each turn's time went. Open each turn with [`turn_span!`] and each of its stages
+//! with [`stage_span!`] (`stt`, `llm`, `tts`, `tool`); mark the LLM's first token and
+//! text-to-speech's first byte with [`first_output`]. Both spans are customer-visible,
+//! carry the call's identity, and are stored by the collector for the call's timeline;
+//! plain `tracing` spans stay internal. Call events emitted inside a turn carry its
+//! number, and when the turn span closes the layer emits the turn's `TURN_LATENCY`
+//! (unless you emitted one inside the turn yourself):
+//!
+//! ```
+//! use callscope_tracing::{
+//!     CallscopeTracing, Processor, call_event, call_span, first_output, stage_span, turn_span,
+//! };
+//! use opentelemetry_sdk::logs::InMemoryLogExporter;
+//! use opentelemetry_sdk::trace::InMemorySpanExporter;
+//!
+//! let logs = InMemoryLogExporter::default();
+//! let telemetry = CallscopeTracing::builder()
+//!     .with_log_exporter(logs.clone())
+//!     .with_span_exporter(InMemorySpanExporter::default())
+//!     .processor(Processor::Simple)
+//!     .build()?;
+//!
+//! tracing::dispatcher::with_default(telemetry.dispatch(), || {
+//!     let call = call_span!(call_id = "c-42", tenant_id = "acme");
+//!     let _in_call = call.enter();
+//!     let turn = turn_span!(turn = 1);
+//!     let _in_turn = turn.enter();
+//!     call_event!(USER_MESSAGE_RECEIVED, text = "Is my order shipped?");
+//!     {
+//!         let llm = stage_span!(llm, model = "small");
+//!         let _in_llm = llm.enter();
+//!         first_output(); // the first token
+//!     }
+//!     call_event!(AGENT_MESSAGE_SENT, text = "It ships today.");
+//! }); // the turn span closes: TURN_LATENCY with llm_ttft_ms and end_to_end_ms
+//!
+//! let records = logs.get_emitted_logs()?;
+//! assert_eq!(records.last().unwrap().record.event_name(), Some("TURN_LATENCY"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! In async code, `.instrument(turn)` a turn's future and `.instrument(stage)` a stage's,
+//! as with the call span.
+//!
 //! # Internal fields on call events
 //!
 //! A call event field named `internal.*` (e.g. `internal.pod = "p1"`) never enters the
@@ -124,6 +171,7 @@ mod emitter;
 mod error;
 mod layer;
 mod macros;
+mod record;
 mod runtime;
 
 pub use builder::{
@@ -132,12 +180,29 @@ pub use builder::{
 };
 pub use emitter::{DEFAULT_LOG_QUEUE_CAPACITY, LogEmitter};
 pub use error::{Error, Result};
-pub use layer::{CALL_SPAN_NAME, CALL_SPAN_TARGET, CallLogLayer, EVENT_TARGET, severity_of};
+pub use layer::{
+    CALL_SPAN_NAME, CALL_SPAN_TARGET, CallLogLayer, EVENT_TARGET, STAGE_SPAN_TARGET,
+    TURN_SPAN_NAME, TURN_SPAN_TARGET, first_output,
+};
+pub use record::severity_of;
 
 /// What the macros expand to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::layer::{PendingGuard, tracing_level};
+    pub use crate::layer::{PendingGuard, attach_call};
+    pub use crate::record::tracing_level;
+    /// The stages [`stage_span!`](crate::stage_span) accepts.
+    #[allow(non_upper_case_globals)]
+    pub mod stage {
+        /// Speech to text.
+        pub const stt: &str = "stt";
+        /// The language model (first token: [`crate::first_output`]).
+        pub const llm: &str = "llm";
+        /// Text to speech (first byte: [`crate::first_output`]).
+        pub const tts: &str = "tts";
+        /// A tool call.
+        pub const tool: &str = "tool";
+    }
     pub use callscope_model::{Level, events};
     pub use tracing;
 }

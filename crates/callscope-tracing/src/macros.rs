@@ -124,3 +124,87 @@ macro_rules! call_event {
         )
     };
 }
+
+/// Opens a turn of the conversation: a customer-visible `tracing::Span` named `turn`
+/// carrying the turn number, the identity of the call it is opened in
+/// (`call.id`, `tenant.id`, `agent.id`) and `callscope.visibility = "customer"`, so the
+/// collector stores it. Extra fields follow as in `tracing::info_span!`.
+///
+/// Every call event emitted inside the turn carries `turn` (unless it sets one), which
+/// is how the customer API joins a turn's transcript, latency and interruptions. Time
+/// the turn's stages with [`stage_span!`](crate::stage_span); when the turn span closes,
+/// the layer emits the turn's `TURN_LATENCY` (`stt_ms`, `llm_ttft_ms`, `tts_ttfb_ms`,
+/// `tool_ms`, and `end_to_end_ms`, the turn span's own duration), unless a
+/// `TURN_LATENCY` was emitted inside the turn already.
+///
+/// ```
+/// use callscope_tracing::{call_span, first_output, stage_span, turn_span};
+///
+/// let call = call_span!(call_id = "c-1", tenant_id = "acme");
+/// let _in_call = call.enter();
+/// let turn = turn_span!(turn = 1);
+/// let _in_turn = turn.enter();
+/// {
+///     let stt = stage_span!(stt);
+///     let _in_stt = stt.enter();
+///     // … transcribe …
+/// }
+/// {
+///     let llm = stage_span!(llm, model = "small");
+///     let _in_llm = llm.enter();
+///     first_output(); // the first token arrived
+/// }
+/// ```
+#[macro_export]
+macro_rules! turn_span {
+    (turn = $turn:expr $(, $($fields:tt)*)?) => {{
+        let span = $crate::__private::tracing::span!(
+            target: "callscope::turn",
+            $crate::__private::tracing::Level::INFO,
+            "turn",
+            turn = $turn,
+            callscope.visibility = "customer",
+            call.id = $crate::__private::tracing::field::Empty,
+            tenant.id = $crate::__private::tracing::field::Empty,
+            agent.id = $crate::__private::tracing::field::Empty,
+            $($($fields)*)?
+        );
+        $crate::__private::attach_call(&span);
+        span
+    }};
+}
+
+/// Opens a stage of a turn: a customer-visible `tracing::Span` named after the stage
+/// (`stt`, `llm`, `tts` or `tool`; anything else does not compile), with the call's
+/// identity, like [`turn_span!`](crate::turn_span). Extra fields follow as in
+/// `tracing::info_span!`. Inside an `llm` or `tts` stage, call
+/// [`first_output`](crate::first_output) when the first token or audio byte arrives.
+///
+/// ```
+/// use callscope_tracing::stage_span;
+///
+/// let tool = stage_span!(tool, tool_name = "crm_lookup");
+/// # drop(tool);
+/// ```
+///
+/// ```compile_fail
+/// let s = callscope_tracing::stage_span!(asr);
+/// ```
+#[macro_export]
+macro_rules! stage_span {
+    ($stage:ident $(, $($fields:tt)*)?) => {{
+        let _: &str = $crate::__private::stage::$stage;
+        let span = $crate::__private::tracing::span!(
+            target: "callscope::stage",
+            $crate::__private::tracing::Level::INFO,
+            stringify!($stage),
+            callscope.visibility = "customer",
+            call.id = $crate::__private::tracing::field::Empty,
+            tenant.id = $crate::__private::tracing::field::Empty,
+            agent.id = $crate::__private::tracing::field::Empty,
+            $($($fields)*)?
+        );
+        $crate::__private::attach_call(&span);
+        span
+    }};
+}

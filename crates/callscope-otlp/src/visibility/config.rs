@@ -45,6 +45,16 @@ pub struct VisibilityConfig {
     pub allow: Option<Vec<String>>,
     /// Regular-expression rewrites of string values, applied in order.
     pub mask: Vec<MaskRule>,
+    /// Span names that are customer-visible without a `callscope.visibility` attribute,
+    /// for agents built on frameworks that emit their own spans (e.g. `["turn", "stt",
+    /// "llm", "tts"]`). A trailing `*` matches every name starting with what precedes
+    /// it. Such spans still need a call and a tenant, and their attributes go through
+    /// the same strip list, allow list and masks as records.
+    pub customer_span_names: Vec<String>,
+    /// Span attributes that name the call when a span has no `call.id`, tried in order
+    /// (e.g. `["conversation.id"]`). Spans of the same trace in one request that carry
+    /// none take the call of those that do.
+    pub span_call_id_attributes: Vec<String>,
 }
 
 /// One value rewrite (`[[visibility.mask]]`).

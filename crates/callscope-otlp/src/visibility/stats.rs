@@ -25,11 +25,13 @@ pub enum RejectReason {
     UnknownCategory,
     /// No `callscope.category`, and the event is not in the catalogue.
     MissingCategory,
+    /// A span whose trace id or span id is missing or all zero.
+    InvalidSpanId,
 }
 
 impl RejectReason {
     /// Every reason, in the order error messages list them.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::MissingCallId,
         RejectReason::InvalidCallId,
         RejectReason::CallIdTooLong,
@@ -38,6 +40,7 @@ impl RejectReason {
         RejectReason::MissingEvent,
         RejectReason::UnknownCategory,
         RejectReason::MissingCategory,
+        RejectReason::InvalidSpanId,
     ];
 
     /// The `reason` label on `callscope_records_rejected_total`, e.g. `missing_call_id`.
@@ -52,6 +55,7 @@ impl RejectReason {
             RejectReason::MissingEvent => "missing_event",
             RejectReason::UnknownCategory => "unknown_category",
             RejectReason::MissingCategory => "missing_category",
+            RejectReason::InvalidSpanId => "invalid_span_id",
         }
     }
 
@@ -69,6 +73,7 @@ impl RejectReason {
             RejectReason::MissingCategory => {
                 "no callscope.category for an event not in the catalogue"
             }
+            RejectReason::InvalidSpanId => "missing or invalid trace or span id",
         }
     }
 }
@@ -146,7 +151,10 @@ impl Tally {
 /// - `callscope_records_accepted_total`: records handed to storage;
 /// - `callscope_attributes_stripped_total{reason}`: attributes withheld from stored
 ///   records (resource and scope attributes once per stored record they were withheld from);
-/// - `callscope_values_masked_total`: string values a mask rule rewrote.
+/// - `callscope_values_masked_total`: string values a mask rule rewrote;
+/// - `callscope_spans_received_total`, `callscope_spans_dropped_total{reason="internal"}`,
+///   `callscope_spans_rejected_total{reason}`, `callscope_spans_accepted_total`: the same
+///   for spans (their withheld attributes and masked values count in the two above).
 #[derive(Debug, Default)]
 pub struct FilterStats {
     received: AtomicU64,
@@ -155,9 +163,63 @@ pub struct FilterStats {
     rejected: [AtomicU64; RejectReason::ALL.len()],
     stripped: [AtomicU64; StripReason::ALL.len()],
     masked: AtomicU64,
+    spans: SpanCounts,
+}
+
+/// The span counters, apart from the attributes withheld and the values masked, which
+/// count with the records'.
+#[derive(Debug, Default)]
+struct SpanCounts {
+    received: AtomicU64,
+    internal: AtomicU64,
+    accepted: AtomicU64,
+    rejected: [AtomicU64; RejectReason::ALL.len()],
 }
 
 impl FilterStats {
+    /// Adds one traces request's counts.
+    pub(crate) fn add_spans(&self, t: &Tally) {
+        let add = |c: &AtomicU64, n: u64| {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.spans.received, t.received);
+        add(&self.spans.internal, t.internal);
+        add(&self.spans.accepted, t.accepted);
+        for (c, n) in self.spans.rejected.iter().zip(t.rejected) {
+            add(c, n);
+        }
+        for (c, n) in self.stripped.iter().zip(t.stripped) {
+            add(c, n);
+        }
+        add(&self.masked, t.masked);
+    }
+
+    /// Spans examined.
+    #[must_use]
+    pub fn spans_received(&self) -> u64 {
+        self.spans.received.load(Ordering::Relaxed)
+    }
+
+    /// Spans dropped as internal.
+    #[must_use]
+    pub fn spans_dropped_internal(&self) -> u64 {
+        self.spans.internal.load(Ordering::Relaxed)
+    }
+
+    /// Spans handed to storage.
+    #[must_use]
+    pub fn spans_accepted(&self) -> u64 {
+        self.spans.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Customer spans rejected for `reason`.
+    #[must_use]
+    pub fn spans_rejected(&self, reason: RejectReason) -> u64 {
+        self.spans.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
     pub(crate) fn add(&self, t: &Tally) {
         let add = |c: &AtomicU64, n: u64| {
             if n > 0 {
@@ -248,6 +310,38 @@ impl MetricsSource for FilterStats {
             MetricKind::Counter,
             "Customer-visible log records handed to storage.",
             self.accepted() as f64,
+        );
+        out.single(
+            "callscope_spans_received_total",
+            MetricKind::Counter,
+            "Spans examined by the visibility filter.",
+            self.spans_received() as f64,
+        );
+        let name = "callscope_spans_dropped_total";
+        out.family(
+            name,
+            MetricKind::Counter,
+            "Spans not stored, by reason (internal: not customer-visible).",
+        )
+        .sample(
+            name,
+            &[("reason", "internal")],
+            self.spans_dropped_internal() as f64,
+        );
+        let name = "callscope_spans_rejected_total";
+        out.family(
+            name,
+            MetricKind::Counter,
+            "Customer-visible spans refused, by reason.",
+        );
+        for r in RejectReason::ALL {
+            out.sample(name, &[("reason", r.label())], self.spans_rejected(r) as f64);
+        }
+        out.single(
+            "callscope_spans_accepted_total",
+            MetricKind::Counter,
+            "Customer-visible spans handed to storage.",
+            self.spans_accepted() as f64,
         );
         let name = "callscope_attributes_stripped_total";
         out.family(
