@@ -1,4 +1,4 @@
-// Run: `cargo run -p callscope-sim --example voice_agent` (exports OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT, default 127.0.0.1:4317; CALLS, TENANTS=a,b and SEED tune the run).
+// Run: `cargo run -p callscope-sim --example voice_agent` (exports OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT, default 127.0.0.1:4317; CALLS, TENANTS=a,b, SEED and SPEED tune the run).
 //! A simulated voice agent exporting its calls to a callscope collector over OTLP.
 
 use std::{env, error::Error};
@@ -26,6 +26,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(42),
+        // Paced like live calls, ten times faster than real time, unless SPEED says
+        // otherwise (0: no waiting).
+        speed: env::var("SPEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .or(Some(10)),
     };
     let report = callscope_sim::run(&config).await;
 

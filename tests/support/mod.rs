@@ -156,6 +156,7 @@ impl Harness {
             calls,
             tenants: TENANTS.iter().map(|t| (*t).to_owned()).collect(),
             seed,
+            speed: None,
         };
         let report = callscope_sim::run(&sim)
             .with_subscriber(telemetry.dispatch().clone())

@@ -7,9 +7,18 @@
 //! infrastructure details, and one customer event carrying a key the collector must
 //! strip (`host.name`).
 //!
+//! Each conversational turn is a [`turn_span!`] with `stt`, `llm` and `tts`
+//! [`stage_span!`]s, so the call has a timeline: its turn and stage spans are stored for
+//! the customer, and the layer emits each turn's `TURN_LATENCY` from them.
+//!
 //! [`run`] returns a [`SimReport`] saying exactly what each call emitted, so end-to-end
-//! tests can compare the stored customer view with it record for record. Everything is
-//! decided by the seed; nothing sleeps (latencies are fields, not waits).
+//! tests can compare the stored customer view with it record for record. Everything but
+//! the measured stage latencies is decided by the seed. By default nothing sleeps (the
+//! calls run as fast as they can, and their stages take microseconds); with
+//! [`SimConfig::speed`] every simulated wait (ringing, speech, transcription, the LLM's
+//! first token, text-to-speech, tools, transfers) really passes, divided by the speed,
+//! so records and spans are spread over the call as they would be on a live call (at
+//! speed 1, exactly; at speed 20, twenty times faster).
 //!
 //! ```
 //! use callscope_sim::{Outcome, SimConfig};
@@ -40,7 +49,7 @@
 use std::{fmt, time::SystemTime};
 
 use callscope_model::{Category, Level};
-use callscope_tracing::{call_event, call_span};
+use callscope_tracing::{call_event, call_span, first_output, stage_span, turn_span};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tracing::{Instrument as _, instrument::WithSubscriber as _};
 
@@ -54,6 +63,9 @@ pub struct SimConfig {
     pub tenants: Vec<String>,
     /// Decides every id, number, text and latency.
     pub seed: u64,
+    /// How much faster than real time the simulated waits pass; `None` (or 0): they
+    /// don't pass at all. A completed call lasts about 20 simulated seconds.
+    pub speed: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +74,7 @@ impl Default for SimConfig {
             calls: 6,
             tenants: vec!["acme".to_owned()],
             seed: 42,
+            speed: None,
         }
     }
 }
@@ -186,7 +199,8 @@ pub async fn run(config: &SimConfig) -> SimReport {
     assert!(!config.tenants.is_empty(), "SimConfig::tenants is empty");
     let tasks: Vec<_> = (0..config.calls)
         .map(|i| {
-            let plan = CallPlan::new(config, i);
+            let mut plan = CallPlan::new(config, i);
+            plan.speed = config.speed.filter(|s| *s > 0);
             let span = call_span!(
                 call_id = plan.call_id,
                 tenant_id = plan.tenant,
@@ -214,6 +228,7 @@ struct CallPlan {
     to: String,
     campaign_id: Option<String>,
     rng: StdRng,
+    speed: Option<u32>,
 }
 
 impl CallPlan {
@@ -243,6 +258,7 @@ impl CallPlan {
             campaign_id: (direction == Direction::Outbound)
                 .then(|| format!("campaign-{}", rng.random_range(100..1000))),
             rng,
+            speed: None,
         }
     }
 }
@@ -302,6 +318,18 @@ async fn pause() {
     tokio::task::yield_now().await;
 }
 
+/// Lets `ms` simulated milliseconds pass: `ms / speed` real ones when the simulation is
+/// paced, none otherwise (just a yield).
+async fn wait(plan: &CallPlan, ms: i64) {
+    match plan.speed {
+        Some(speed) => {
+            let real = u64::try_from(ms).unwrap_or(0) * 1_000 / u64::from(speed);
+            tokio::time::sleep(std::time::Duration::from_micros(real)).await;
+        }
+        None => pause().await,
+    }
+}
+
 async fn simulate(mut plan: CallPlan) -> CallReport {
     let mut t = Tally::default();
     internal!(
@@ -351,6 +379,7 @@ async fn open(plan: &mut CallPlan, t: &mut Tally) {
     if plan.direction == Direction::Inbound {
         emit!(t, CALL_RECEIVED, from = %plan.from, to = %plan.to);
     }
+    wait(plan, 4_000).await; // ringing
     emit!(
         t,
         CALL_STARTED,
@@ -389,15 +418,25 @@ async fn open(plan: &mut CallPlan, t: &mut Tally) {
     pause().await;
 }
 
-/// One conversational turn; `n` counts from 1.
+/// One conversational turn; `n` counts from 1. The caller speaks, then the turn span
+/// times transcription, the LLM's first token and text-to-speech's first byte; the layer
+/// emits its `TURN_LATENCY` when it closes. Then the agent speaks.
 async fn turn(plan: &mut CallPlan, t: &mut Tally, n: usize) {
+    let speech_ms: i64 = plan.rng.random_range(1_500..4_000);
     let stt_ms: i64 = plan.rng.random_range(120..260);
     let llm_ms: i64 = plan.rng.random_range(250..700);
+    let llm_rest_ms: i64 = plan.rng.random_range(200..600);
     let tts_ms: i64 = plan.rng.random_range(80..200);
+    let reply_ms: i64 = plan.rng.random_range(2_000..5_000);
     let confidence = f64::from(plan.rng.random_range(80..100_u8)) / 100.0;
     let user = USER_LINES[(n - 1) % USER_LINES.len()];
     let reply = AGENT_LINES[(n - 1) % AGENT_LINES.len()];
+    wait(plan, speech_ms).await;
+    let plan = &*plan;
     async {
+        async { wait(plan, stt_ms).await }
+            .instrument(stage_span!(stt, provider = "stt-fast"))
+            .await;
         emit!(
             t,
             USER_MESSAGE_RECEIVED,
@@ -408,11 +447,23 @@ async fn turn(plan: &mut CallPlan, t: &mut Tally, n: usize) {
             t,
             info!(
                 stt.provider = "stt-fast",
-                audio_ms = stt_ms * 4,
+                audio_ms = speech_ms,
                 "Transcribed."
             )
         );
-        pause().await;
+        async {
+            wait(plan, llm_ms).await;
+            first_output();
+            wait(plan, llm_rest_ms).await;
+        }
+        .instrument(stage_span!(llm, model = "voice-llm-small"))
+        .await;
+        async {
+            wait(plan, tts_ms).await;
+            first_output();
+        }
+        .instrument(stage_span!(tts, voice = "alloy"))
+        .await;
         emit!(
             t,
             AGENT_MESSAGE_SENT,
@@ -420,18 +471,14 @@ async fn turn(plan: &mut CallPlan, t: &mut Tally, n: usize) {
             internal.trace_note = "prompt v7"
         );
         t.internal += 1; // the companion record carrying internal.trace_note
-        emit!(
-            t,
-            TURN_LATENCY,
-            turn = n as i64,
-            stt_ms = stt_ms,
-            llm_ttft_ms = llm_ms,
-            tts_ttfb_ms = tts_ms,
-            end_to_end_ms = stt_ms + llm_ms + tts_ms,
-        );
+        // The layer's TURN_LATENCY is stamped after this.
+        t.tick();
     }
-    .instrument(tracing::info_span!("turn", turn = n))
+    .instrument(turn_span!(turn = n as i64))
     .await;
+    t.codes.push(callscope_model::events::TURN_LATENCY.code);
+    t.tick();
+    wait(plan, reply_ms).await;
 }
 
 /// Webhook deliveries run in their own task that carries the call span.
@@ -510,7 +557,7 @@ async fn completed_call(plan: &mut CallPlan, t: &mut Tally) {
         request_data = r#"{"order":4471}"#
     );
     emit!(t, APPROVAL_REQUESTED, tool_name = "order_lookup");
-    pause().await;
+    wait(plan, 1_200).await;
     emit!(
         t,
         APPROVAL_GRANTED,
@@ -518,6 +565,7 @@ async fn completed_call(plan: &mut CallPlan, t: &mut Tally) {
         approver = "policy"
     );
     let latency: i64 = plan.rng.random_range(150..400);
+    wait(plan, latency).await;
     emit!(
         t,
         INTEGRATION_TOOL_COMPLETED,
@@ -528,7 +576,7 @@ async fn completed_call(plan: &mut CallPlan, t: &mut Tally) {
     // Transfer to a human.
     emit!(t, TRANSFER_TOOL_INVOKED, destination = "+14155550199");
     emit!(t, HUMAN_PARTICIPANT_DIALING);
-    pause().await;
+    wait(plan, 6_000).await;
     emit!(t, HUMAN_PARTICIPANT_ANSWERED);
     emit!(t, TRANSFER_COMPLETED);
     // The call-ended webhook fails once, then succeeds on retry.
@@ -558,7 +606,7 @@ async fn failed_call(plan: &mut CallPlan, t: &mut Tally) {
         tool_type = "mcp",
         request_data = r#"{"lead":"L-88"}"#
     );
-    pause().await;
+    wait(plan, 10_000).await;
     internal!(
         t,
         error!(

@@ -56,6 +56,7 @@ fn records_match_the_report_exactly() {
         calls: 9,
         tenants: vec!["acme".into(), "globex".into()],
         seed: 7,
+        speed: None,
     };
     let (report, records) = simulate(&config);
     assert_eq!(report.calls.len(), 9);
@@ -202,4 +203,45 @@ fn the_seed_decides_everything() {
     assert_eq!(a, b);
     let (c, _) = simulate(&SimConfig { seed: 43, ..config });
     assert_ne!(a.calls[0].call_id, c.calls[0].call_id);
+}
+
+#[test]
+fn a_paced_call_spreads_its_records_and_turns_over_its_duration() {
+    let (report, records) = simulate(&SimConfig {
+        calls: 1,
+        speed: Some(100),
+        ..SimConfig::default()
+    });
+    let call = &report.calls[0];
+    assert_eq!(call.outcome, Outcome::Completed);
+    let times: Vec<std::time::SystemTime> = records
+        .iter()
+        .filter(|r| str_attr(r, "callscope.visibility").as_deref() == Some("customer"))
+        .map(|r| r.timestamp().unwrap())
+        .collect();
+    let spread = times
+        .iter()
+        .max()
+        .unwrap()
+        .duration_since(*times.iter().min().unwrap())
+        .unwrap();
+    // Ringing, two or three turns with speech, approval, tool and transfer: at least
+    // 19.6 simulated seconds, 196 ms at speed 100.
+    assert!(spread.as_millis() >= 190, "{spread:?}");
+    let turns: Vec<&SdkLogRecord> = records
+        .iter()
+        .filter(|r| r.event_name() == Some("TURN_LATENCY"))
+        .collect();
+    assert!(turns.len() >= 2);
+    for (n, r) in turns.iter().enumerate() {
+        assert_eq!(attr(r, "turn"), Some(AnyValue::Int(n as i64 + 1)));
+        let Some(AnyValue::Int(e2e)) = attr(r, "end_to_end_ms") else {
+            panic!("{r:?}")
+        };
+        let Some(AnyValue::Int(ttft)) = attr(r, "llm_ttft_ms") else {
+            panic!("{r:?}")
+        };
+        // stt ≥ 120, first token ≥ 250, rest ≥ 200, tts ≥ 80 simulated ms.
+        assert!(e2e >= 6 && ttft >= 2 && ttft < e2e, "{e2e} {ttft}");
+    }
 }

@@ -21,6 +21,10 @@ pub struct DemoArgs {
     /// Seed for the simulation (ids, texts, latencies).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How much faster than real time the calls run: their records and spans are spread
+    /// over the call's simulated duration divided by this (0: no waiting at all).
+    #[arg(long, default_value_t = 10)]
+    pub speed: u32,
     /// Keep the DuckDB file here instead of a temporary folder.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -105,6 +109,7 @@ pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         calls: args.calls.max(1),
         tenants: vec![DEMO_TENANT.into()],
         seed: args.seed,
+        speed: (args.speed > 0).then_some(args.speed),
     };
     let report = callscope_sim::run(&sim)
         .with_subscriber(telemetry.dispatch().clone())
