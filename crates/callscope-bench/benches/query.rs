@@ -6,6 +6,10 @@
 //!     cargo bench --workspace --lib --bench query
 //! ```
 //!
+//! The timeline case adds one 200-turn call (its records and 800 spans, stored once
+//! however often the bench runs) and times `GET /v1/calls/{id}/spans` and `/turns` for
+//! it, as the store answers them.
+//!
 //! The store holds `common::Dataset` records of one tenant, so every search considers
 //! every stored record. Each page iteration reads one page of a random call, as
 //! `GET /v1/calls/{id}/logs` does; each search iteration runs one search as
@@ -25,7 +29,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use callscope_model::{Level, Timestamp};
+use callscope_model::{
+    Category, Level, LogRecord, SpanKind, SpanRecord, SpanStatus, TenantRecord, TenantSpan,
+    Timestamp,
+};
+use serde_json::json;
+use uuid::Uuid;
 use callscope_store::{
     LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery, Store, StoreConfig,
 };
@@ -273,7 +282,110 @@ fn queries(c: &mut Criterion) {
         );
     }
     group.finish();
+    timeline(c, &rt, &store, &label);
     rt.block_on(store.shutdown()).expect("shutdown");
+}
+
+/// The 200-turn call: per turn a user and an agent message and a `TURN_LATENCY` (600
+/// records), and a `turn` span with `stt`, `llm` and `tts` spans under it (800 spans),
+/// stamped after the data set so they sit in the newest row groups as a live call would.
+fn long_call(start_ns: i64) -> (Vec<TenantRecord>, Vec<TenantSpan>) {
+    const TENANT: &str = "tenant-timeline";
+    const CALL: &str = "5e3b8f2c-0000-4000-8000-000000000200";
+    let ms = 1_000_000i64;
+    let mut records = Vec::new();
+    let mut spans = Vec::new();
+    let id = |n: u64| Uuid::from_u64_pair(splitmix(n ^ 0x7e11), splitmix(n));
+    for turn in 0..200i64 {
+        let t0 = start_ns + turn * 6_000 * ms;
+        let n = u64::try_from(turn).unwrap_or(0) * 8;
+        let rec = |k: u64, at: i64, event: &str, data: serde_json::Value| TenantRecord {
+            tenant: TENANT.into(),
+            record: LogRecord {
+                id: id(n + k),
+                timestamp: Timestamp(at),
+                level: Level::Info,
+                category: if event == "TURN_LATENCY" { Category::Metrics } else { Category::Agent },
+                event: event.into(),
+                call_id: CALL.into(),
+                agent_id: Some("agent-01".into()),
+                trace_id: Some("ab".repeat(16)),
+                span_id: None,
+                data: data.as_object().cloned(),
+            },
+        };
+        records.push(rec(0, t0 + 300 * ms, "USER_MESSAGE_RECEIVED", json!({"text": "Where is my order?", "turn": turn})));
+        records.push(rec(1, t0 + 1_100 * ms, "AGENT_MESSAGE_SENT", json!({"text": "It ships on Thursday.", "turn": turn})));
+        records.push(rec(2, t0 + 1_200 * ms, "TURN_LATENCY", json!({"turn": turn, "stt_ms": 200, "llm_ttft_ms": 450, "tts_ttfb_ms": 120, "end_to_end_ms": 900 + turn})));
+        for (k, (name, from, to)) in [("turn", 0, 1_200), ("stt", 0, 200), ("llm", 200, 900), ("tts", 900, 1_020)]
+            .into_iter()
+            .enumerate()
+        {
+            let k = k as u64;
+            spans.push(TenantSpan {
+                tenant: TENANT.into(),
+                span: SpanRecord {
+                    id: id(n + 4 + k),
+                    call_id: CALL.into(),
+                    agent_id: Some("agent-01".into()),
+                    trace_id: "ab".repeat(16),
+                    span_id: format!("{:016x}", n + 4 + k),
+                    parent_span_id: (k > 0).then(|| format!("{:016x}", n + 4)),
+                    name: name.into(),
+                    kind: SpanKind::Internal,
+                    start_time: Timestamp(t0 + from * ms),
+                    end_time: Timestamp(t0 + to * ms),
+                    status: SpanStatus::Unset,
+                    status_message: None,
+                    attributes: json!({"turn": turn, "model": "small"}).as_object().cloned().unwrap_or_default(),
+                },
+            });
+        }
+    }
+    (records, spans)
+}
+
+fn timeline(c: &mut Criterion, rt: &tokio::runtime::Runtime, store: &Store, label: &str) {
+    let newest: i64 = rt
+        .block_on(store.read(|c| Ok(c.query_row("SELECT max(ts) FROM logs", [], |r| r.get(0))?)))
+        .expect("newest");
+    let (records, spans) = long_call(newest + 1_000_000_000);
+    let (tenant, call) = (records[0].tenant.clone(), records[0].record.call_id.clone());
+    // Stored once: a second run's appends are all duplicates.
+    rt.block_on(store.append(records)).expect("records");
+    rt.block_on(store.append_spans(spans)).expect("spans");
+    let mut group = c.benchmark_group(format!("timeline_{label}"));
+    group.measurement_time(Duration::from_secs(10));
+    for name in ["spans_200_turns", "turns_200_turns"] {
+        let mut samples: Vec<u64> = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let n = if name.starts_with("spans") {
+                        rt.block_on(store.call_spans(&tenant, &call))
+                            .expect("spans")
+                            .expect("call")
+                            .len()
+                    } else {
+                        rt.block_on(store.call_turns(&tenant, &call))
+                            .expect("turns")
+                            .expect("call")
+                            .turns
+                            .len()
+                    };
+                    let d = t.elapsed();
+                    assert_eq!(n, if name.starts_with("spans") { 800 } else { 200 });
+                    total += d;
+                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                }
+                total
+            });
+        });
+        println!("timeline_{label}/{name}: {}", percentiles(&mut samples));
+    }
+    group.finish();
 }
 
 criterion_group!(benches, queries);

@@ -11,6 +11,11 @@
 //!   scratch store as Arrow batches), appended to a bare file with the store's schema:
 //!   columnar with a commit per request, columnar with one commit per eight requests,
 //!   and one row at a time.
+//! - `store_append/8x500_concurrent_with_spans`: the eight concurrent record requests of
+//!   `store_append/8x500_concurrent`, each next to a request of 400 spans of the same
+//!   calls (a turn span and three stage spans for every five records, more than a voice
+//!   agent sends), all stored by the same writer. Throughput counts records only, so the
+//!   two cases compare what storing spans costs log ingest.
 
 #![allow(missing_docs)]
 
@@ -20,12 +25,47 @@ use std::time::{Duration, Instant};
 
 use callscope_bench::raw;
 use callscope_store::{Store, StoreConfig};
+use callscope_model::{SpanKind, SpanRecord, SpanStatus, TenantRecord, TenantSpan, Timestamp};
 use common::Dataset;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: u64 = 500;
 /// Batches in the raw Appender's pool.
 const POOL: u64 = 64;
+
+/// Four spans for every five records, of the same calls, starting at the records' times.
+fn spans_for(records: &[TenantRecord]) -> Vec<TenantSpan> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 4)
+        .map(|(i, r)| {
+            let id = r.record.id;
+            let ts = r.record.timestamp.0;
+            TenantSpan {
+                tenant: r.tenant.clone(),
+                span: SpanRecord {
+                    id: uuid::Uuid::from_u64_pair(id.as_u64_pair().1, id.as_u64_pair().0),
+                    call_id: r.record.call_id.clone(),
+                    agent_id: r.record.agent_id.clone(),
+                    trace_id: r.record.trace_id.clone().unwrap_or_default(),
+                    span_id: format!("{:016x}", id.as_u64_pair().0),
+                    parent_span_id: (i % 5 != 0).then(|| "00000000000000aa".to_owned()),
+                    name: ["turn", "stt", "llm", "tts"][i % 5].to_owned(),
+                    kind: SpanKind::Internal,
+                    start_time: Timestamp(ts),
+                    end_time: Timestamp(ts + 350_000_000),
+                    status: SpanStatus::Unset,
+                    status_message: None,
+                    attributes: serde_json::json!({"turn": i / 5, "model": "voice-llm-small"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+            }
+        })
+        .collect()
+}
 
 fn write(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -105,6 +145,30 @@ fn write(c: &mut Criterion) {
                             tokio::spawn(async move { s.append(r).await })
                         })
                         .collect();
+                    for t in tasks {
+                        t.await.expect("task").expect("appends");
+                    }
+                });
+                total += t.elapsed();
+            }
+            total
+        });
+    });
+    g.bench_function("store_append/8x500_concurrent_with_spans", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let batches: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
+                let spans: Vec<_> = batches.iter().map(|r| spans_for(r)).collect();
+                let t = Instant::now();
+                rt.block_on(async {
+                    let mut tasks = Vec::new();
+                    for (r, sp) in batches.into_iter().zip(spans) {
+                        let s = store.clone();
+                        tasks.push(tokio::spawn(async move { s.append(r).await }));
+                        let s = store.clone();
+                        tasks.push(tokio::spawn(async move { s.append_spans(sp).await }));
+                    }
                     for t in tasks {
                         t.await.expect("task").expect("appends");
                     }

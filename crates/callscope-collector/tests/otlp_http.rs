@@ -408,3 +408,54 @@ async fn traces_and_metrics_are_accepted_and_not_stored() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn customer_spans_are_committed_and_rejections_reported_as_partial_success() {
+    use callscope_collector::testing::{SpanBuilder, trace_request};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+
+    let h = harness(OtlpConfig::default(), vec![]);
+    let request = trace_request(
+        [("tenant.id", "acme")],
+        [
+            SpanBuilder::customer("llm", 2).call("c9").attr("model", "small"),
+            SpanBuilder::customer("tts", 3),
+            SpanBuilder::bare("db.query", 4).call("c9"),
+        ],
+    );
+    let (status, _, body) = send(&h, post("/v1/traces", PROTOBUF, request.encode_to_vec())).await;
+    assert_eq!(status, StatusCode::OK);
+    let partial = ExportTraceServiceResponse::decode(&body[..])
+        .unwrap()
+        .partial_success
+        .expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert_eq!(partial.error_message, "1 customer span rejected: 1 missing call.id");
+    let spans = h.store.call_spans("acme", "c9").await.unwrap().unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["llm"], "committed before the 200; the internal span is not stored");
+
+    // The same request again, as JSON: stored once, rejected again.
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"tenant.id","value":{"stringValue":"acme"}}]},
+        "scopeSpans":[{"spans":[{"traceId":"01010101010101010101010101010101","spanId":"0202020202020202",
+        "name":"llm","kind":1,"startTimeUnixNano":"1763719200000000000","endTimeUnixNano":"1763719200001000000",
+        "attributes":[{"key":"callscope.visibility","value":{"stringValue":"customer"}},
+                      {"key":"call.id","value":{"stringValue":"c9"}}]},
+        {"traceId":"09090909090909090909090909090909","spanId":"0303030303030303","name":"tts",
+        "attributes":[{"key":"callscope.visibility","value":{"stringValue":"customer"}}]}]}]}]}"#;
+    let (status, _, body) = send(&h, post("/v1/traces", JSON, json)).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
+    assert_eq!(h.store.call_spans("acme", "c9").await.unwrap().unwrap().len(), 1);
+    let m = h.metrics();
+    for series in [
+        "callscope_ingest_committed_spans_total{outcome=\"inserted\"} 1",
+        "callscope_ingest_committed_spans_total{outcome=\"duplicate\"} 1",
+        "callscope_ingest_rejected_spans_total 2",
+        "callscope_spans_dropped_total{reason=\"internal\"} 1",
+        "callscope_spans_rejected_total{reason=\"missing_call_id\"} 2",
+    ] {
+        assert!(m.contains(series), "{series}\n{m}");
+    }
+}

@@ -644,7 +644,7 @@ impl Writer {
                     }
                 }
                 counts.merge(&batch_counts);
-                let mask = BooleanArray::from(keep);
+                let mask = BooleanArray::from(keep.clone());
                 to_append.push(
                     filter_record_batch(&b.batch, &mask)
                         .map_err(|e| Error::Corrupt(e.to_string()))?,

@@ -1071,3 +1071,113 @@ async fn counts_are_backfilled_for_older_files() {
         .unwrap();
     assert_eq!(version, "5");
 }
+
+/// A call's turns: three `TURN_LATENCY`s (turn 2 reported twice, the earlier wins), one
+/// without a turn number (ignored), transcript lines and an interruption, and two
+/// usage reports.
+fn turn_records(tenant: &str, call: &str) -> Vec<TenantRecord> {
+    vec![
+        rec(tenant, call, 0, "CALL_STARTED", json!({"direction": "inbound"})),
+        rec(tenant, call, 10, "GREETING_SENT", json!({"text": "Hello!", "turn": 0})),
+        rec(tenant, call, 100, "USER_MESSAGE_RECEIVED", json!({"text": "Order status?", "turn": 1})),
+        rec(tenant, call, 150, "AGENT_MESSAGE_SENT", json!({"text": "Sure.", "turn": 1})),
+        rec(tenant, call, 160, "AGENT_MESSAGE_SENT", json!({"text": "One moment.", "turn": 1})),
+        rec(tenant, call, 170, "TURN_LATENCY", json!({"turn": 1, "stt_ms": 180, "llm_ttft_ms": 400, "tts_ttfb_ms": 90, "end_to_end_ms": 900})),
+        rec(tenant, call, 200, "USER_MESSAGE_RECEIVED", json!({"text": "Thanks", "turn": "2"})),
+        rec(tenant, call, 220, "AGENT_INTERRUPTED", json!({"turn": 2})),
+        rec(tenant, call, 250, "TURN_LATENCY", json!({"turn": 2, "end_to_end_ms": 1500.4})),
+        rec(tenant, call, 260, "TURN_LATENCY", json!({"turn": 2, "end_to_end_ms": 99})),
+        rec(tenant, call, 300, "TURN_LATENCY", json!({"turn": 3, "end_to_end_ms": 700})),
+        rec(tenant, call, 310, "TURN_LATENCY", json!({"end_to_end_ms": 5})),
+        rec(tenant, call, 400, "USAGE_REPORTED", json!({"llm_input_tokens": 1000, "llm_output_tokens": 250, "stt_seconds": 12.5})),
+        rec(tenant, call, 500, "USAGE_REPORTED", json!({"llm_input_tokens": 24, "tts_characters": "300", "stt_seconds": 0.25})),
+    ]
+}
+
+fn assert_turn_fields(c: &Call) {
+    assert_eq!(c.turn_count, Some(3), "turns 1, 2, 3; one TURN_LATENCY per number");
+    // 700, 900, 1500: the later report of turn 2 (99) and the unnumbered one don't count.
+    assert_eq!(
+        (c.latency_p50_ms, c.latency_p95_ms, c.latency_max_ms),
+        (Some(900), Some(1500), Some(1500))
+    );
+    assert_eq!((c.llm_input_tokens, c.llm_output_tokens), (Some(1024), Some(250)));
+    assert_eq!(c.tts_characters, Some(300));
+    assert_eq!(c.stt_seconds, Some(12.75));
+}
+
+#[tokio::test]
+async fn turn_aggregates_ignore_arrival_order_splits_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = turn_records("acme", "c1");
+    let n = records.len();
+    for (k, reversed) in [(0, false), (3, true), (7, false), (n - 1, true)] {
+        let mut r = records.clone();
+        r.rotate_left(k);
+        if reversed {
+            r.reverse();
+        }
+        let store = open(&dir, &format!("t{k}{reversed}.duckdb"));
+        let (a, b) = r.split_at(k.max(1));
+        store.append(b.to_vec()).await.unwrap();
+        for one in a {
+            store.append(vec![one.clone()]).await.unwrap();
+        }
+        // A retry of everything, in one batch and one by one.
+        store.append(r.clone()).await.unwrap();
+        store.append(vec![r[0].clone(), r[0].clone()]).await.unwrap();
+        let call = store.call("acme", "c1").await.unwrap().unwrap();
+        assert_turn_fields(&call);
+        let list = store
+            .list_calls("acme", CallFilter::default(), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(list.calls, vec![call.clone()], "the list computes the same fields");
+        store.sync().await.unwrap();
+        assert_eq!(store.call("acme", "c1").await.unwrap().unwrap(), call, "after the fold");
+
+        let turns = store.call_turns("acme", "c1").await.unwrap().unwrap();
+        assert_eq!(turns.turn_count, 3);
+        assert_eq!(
+            (turns.end_to_end_ms.p50, turns.end_to_end_ms.p95, turns.end_to_end_ms.max),
+            (call.latency_p50_ms, call.latency_p95_ms, call.latency_max_ms),
+            "/turns agrees with the call"
+        );
+        let numbers: Vec<i64> = turns.turns.iter().map(|t| t.turn).collect();
+        assert_eq!(numbers, [0, 1, 2, 3]);
+        let t1 = &turns.turns[1];
+        assert_eq!(t1.user_text.as_deref(), Some("Order status?"));
+        assert_eq!(t1.agent_text.as_deref(), Some("Sure. One moment."));
+        assert_eq!(
+            (t1.stt_ms, t1.llm_ttft_ms, t1.tts_ttfb_ms, t1.end_to_end_ms),
+            (Some(180), Some(400), Some(90), Some(900))
+        );
+        assert_eq!(t1.started_at, Timestamp(T0 + 100 * MS));
+        assert!(!t1.interrupted);
+        let t2 = &turns.turns[2];
+        assert!(t2.interrupted);
+        assert_eq!((t2.end_to_end_ms, t2.stt_ms), (Some(1500), None));
+        assert_eq!(t2.agent_text, None);
+        let t0 = &turns.turns[0];
+        assert_eq!((t0.agent_text.as_deref(), t0.end_to_end_ms), (Some("Hello!"), None));
+        store.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_call_without_turns_has_null_turn_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "none.duckdb");
+    store.append(lifecycle("acme", "c1")).await.unwrap();
+    let c = store.call("acme", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.turn_count, c.latency_p50_ms, c.llm_input_tokens, c.stt_seconds),
+        (None, None, None, None)
+    );
+    let turns = store.call_turns("acme", "c1").await.unwrap().unwrap();
+    assert_eq!((turns.turns.len(), turns.turn_count), (0, 0));
+    assert_eq!(turns.end_to_end_ms.p50, None);
+    assert_eq!(store.call_turns("globex", "c1").await.unwrap(), None);
+    assert_eq!(store.call_turns("acme", "nope").await.unwrap(), None);
+    store.shutdown().await.unwrap();
+}
