@@ -28,7 +28,12 @@ async fn work(ms: u64) {
 async fn agent() {
     let call = call_span!(call_id = CALL, tenant_id = "acme", agent_id = "support-bot");
     async {
-        call_event!(CALL_STARTED, direction = "inbound", from = "+15550001", to = "+15550002");
+        call_event!(
+            CALL_STARTED,
+            direction = "inbound",
+            from = "+15550001",
+            to = "+15550002"
+        );
         for n in 1..=3_i64 {
             async {
                 async { work(20).await }.instrument(stage_span!(stt)).await;
@@ -58,7 +63,11 @@ async fn agent() {
             .instrument(turn_span!(turn = n))
             .await;
         }
-        call_event!(USAGE_REPORTED, llm_input_tokens = 900, llm_output_tokens = 120);
+        call_event!(
+            USAGE_REPORTED,
+            llm_input_tokens = 900,
+            llm_output_tokens = 120
+        );
     }
     .instrument(call)
     .await;
@@ -87,7 +96,9 @@ async fn check(protocol: Protocol) {
         .expect("export flushed");
 
     // Turns: one row per turn, stages measured from the spans, the agent's own report kept.
-    let (status, turns) = h.get(&format!("/v1/calls/{CALL}/turns"), Some("acme")).await;
+    let (status, turns) = h
+        .get(&format!("/v1/calls/{CALL}/turns"), Some("acme"))
+        .await;
     assert_eq!(status, 200, "{turns}");
     assert_eq!(turns["call_id"], CALL);
     let rows = turns["data"].as_array().unwrap();
@@ -109,7 +120,11 @@ async fn check(protocol: Protocol) {
             assert!(ttft < 60, "the first token, not the whole llm stage: {t}");
             assert!(e2e >= stt + 60 + ttfb, "{t}");
         } else {
-            assert_eq!(num(&t["end_to_end_ms"]), 4321, "the agent's own TURN_LATENCY");
+            assert_eq!(
+                num(&t["end_to_end_ms"]),
+                4321,
+                "the agent's own TURN_LATENCY"
+            );
             assert_eq!(t["stt_ms"], Value::Null);
         }
     }
@@ -122,20 +137,33 @@ async fn check(protocol: Protocol) {
     assert_eq!(call["latency_p50_ms"], summary["end_to_end_ms"]["p50"]);
     assert_eq!(call["latency_p95_ms"], summary["end_to_end_ms"]["p95"]);
     assert_eq!(num(&call["latency_max_ms"]), 4321);
-    assert_eq!((num(&call["llm_input_tokens"]), num(&call["llm_output_tokens"])), (900, 120));
+    assert_eq!(
+        (
+            num(&call["llm_input_tokens"]),
+            num(&call["llm_output_tokens"])
+        ),
+        (900, 120)
+    );
     assert_eq!(call["tts_characters"], Value::Null);
 
     // Spans: the turn and stage spans only, by start time, nested as the agent nested them.
-    let (status, spans) = h.get(&format!("/v1/calls/{CALL}/spans"), Some("acme")).await;
+    let (status, spans) = h
+        .get(&format!("/v1/calls/{CALL}/spans"), Some("acme"))
+        .await;
     assert_eq!(status, 200);
     let data = spans["data"].as_array().unwrap();
     let names: Vec<&str> = data.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["turn", "stt", "llm", "tts", "turn", "stt", "llm", "tts", "turn", "stt", "llm", "tts"],
+        [
+            "turn", "stt", "llm", "tts", "turn", "stt", "llm", "tts", "turn", "stt", "llm", "tts"
+        ],
         "no call span, no internal span"
     );
-    let starts: Vec<&str> = data.iter().map(|s| s["start_time"].as_str().unwrap()).collect();
+    let starts: Vec<&str> = data
+        .iter()
+        .map(|s| s["start_time"].as_str().unwrap())
+        .collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]));
     let trace = data[0]["trace_id"].as_str().unwrap();
     for chunk in data.chunks(4) {
@@ -153,16 +181,24 @@ async fn check(protocol: Protocol) {
         assert_eq!(s["kind"], "internal");
         let attrs = s["attributes"].as_object().unwrap();
         assert!(
-            attrs.keys().all(|k| !k.starts_with("callscope.") && k != "call.id"
-                && k != "tenant.id" && k != "agent.id" && !k.starts_with("host.")),
+            attrs.keys().all(|k| !k.starts_with("callscope.")
+                && k != "call.id"
+                && k != "tenant.id"
+                && k != "agent.id"
+                && !k.starts_with("host.")),
             "{s}"
         );
     }
 
     // Scoped like the log list.
     for path in ["spans", "turns"] {
-        let (status, body) = h.get(&format!("/v1/calls/{CALL}/{path}"), Some("globex")).await;
-        assert_eq!((status, body["error_code"].as_str()), (404, Some("CALL_NOT_FOUND")));
+        let (status, body) = h
+            .get(&format!("/v1/calls/{CALL}/{path}"), Some("globex"))
+            .await;
+        assert_eq!(
+            (status, body["error_code"].as_str()),
+            (404, Some("CALL_NOT_FOUND"))
+        );
         let (status, _) = h.get(&format!("/v1/calls/nope/{path}"), Some("acme")).await;
         assert_eq!(status, 404);
     }
@@ -170,7 +206,10 @@ async fn check(protocol: Protocol) {
     // A retried export stores each span once and says so in /metrics.
     let request = trace_request(
         [("tenant.id", "acme")],
-        [SpanBuilder::customer("tool", 9).call(CALL).trace(&[3; 16]).attr("tool_name", "crm")],
+        [SpanBuilder::customer("tool", 9)
+            .call(CALL)
+            .trace(&[3; 16])
+            .attr("tool_name", "crm")],
     );
     let url = format!("http://{}/v1/traces", h.server().http_addr);
     for _ in 0..2 {
@@ -184,7 +223,9 @@ async fn check(protocol: Protocol) {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
     }
-    let (_, spans) = h.get(&format!("/v1/calls/{CALL}/spans"), Some("acme")).await;
+    let (_, spans) = h
+        .get(&format!("/v1/calls/{CALL}/spans"), Some("acme"))
+        .await;
     let tools = spans["data"]
         .as_array()
         .unwrap()
@@ -194,11 +235,17 @@ async fn check(protocol: Protocol) {
     assert_eq!(tools, 1);
     let m = h.metrics().await;
     assert_eq!(
-        metric(&m, "callscope_ingest_committed_spans_total{outcome=\"duplicate\"}"),
+        metric(
+            &m,
+            "callscope_ingest_committed_spans_total{outcome=\"duplicate\"}"
+        ),
         1.0,
         "{m}"
     );
-    assert!(metric(&m, "callscope_spans_dropped_total{reason=\"internal\"}") >= 4.0, "{m}");
+    assert!(
+        metric(&m, "callscope_spans_dropped_total{reason=\"internal\"}") >= 4.0,
+        "{m}"
+    );
     assert_eq!(metric(&m, "callscope_spans_accepted_total"), 14.0);
     h.stop().await;
 }

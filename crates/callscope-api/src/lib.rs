@@ -31,8 +31,8 @@ mod ops;
 mod params;
 mod search;
 mod stream;
-mod transcript;
 mod timeline;
+mod transcript;
 
 use std::sync::{
     Arc,
@@ -57,8 +57,8 @@ pub use listener::{ApiListener, StallGuard};
 pub use logs::LogPageBody;
 pub use search::{Aggregations, SearchBody, SearchResponse};
 pub use stream::KEEP_ALIVE;
-pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
 pub use timeline::{SpanBody, SpanListBody, TurnListBody, TurnSummaryBody};
+pub use transcript::{Role, TranscriptBody, TranscriptLineBody};
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -814,7 +814,7 @@ async fn call_list(app: &Router, query: &str, key: &str) -> Vec<Value> {
     body["data"].as_array().unwrap().clone()
 }
 
-const CALL_COLUMNS: [&str; 23] = [
+const CALL_COLUMNS: [&str; 31] = [
     "call_id",
     "agent_id",
     "direction",
@@ -838,6 +838,14 @@ const CALL_COLUMNS: [&str; 23] = [
     "warning_count",
     "error_count",
     "critical_count",
+    "turn_count",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_max_ms",
+    "llm_input_tokens",
+    "llm_output_tokens",
+    "tts_characters",
+    "stt_seconds",
 ];
 
 /// A call from the list, flattened the way the tabular formats carry it.

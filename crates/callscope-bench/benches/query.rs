@@ -33,13 +33,13 @@ use callscope_model::{
     Category, Level, LogRecord, SpanKind, SpanRecord, SpanStatus, TenantRecord, TenantSpan,
     Timestamp,
 };
-use serde_json::json;
-use uuid::Uuid;
 use callscope_store::{
     LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery, Store, StoreConfig,
 };
 use common::{Dataset, START_NS, percentiles, splitmix};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use serde_json::json;
+use uuid::Uuid;
 
 fn store_path() -> PathBuf {
     std::env::var_os("CALLSCOPE_BENCH_STORE").map_or_else(
@@ -305,7 +305,11 @@ fn long_call(start_ns: i64) -> (Vec<TenantRecord>, Vec<TenantSpan>) {
                 id: id(n + k),
                 timestamp: Timestamp(at),
                 level: Level::Info,
-                category: if event == "TURN_LATENCY" { Category::Metrics } else { Category::Agent },
+                category: if event == "TURN_LATENCY" {
+                    Category::Metrics
+                } else {
+                    Category::Agent
+                },
                 event: event.into(),
                 call_id: CALL.into(),
                 agent_id: Some("agent-01".into()),
@@ -314,12 +318,27 @@ fn long_call(start_ns: i64) -> (Vec<TenantRecord>, Vec<TenantSpan>) {
                 data: data.as_object().cloned(),
             },
         };
-        records.push(rec(0, t0 + 300 * ms, "USER_MESSAGE_RECEIVED", json!({"text": "Where is my order?", "turn": turn})));
-        records.push(rec(1, t0 + 1_100 * ms, "AGENT_MESSAGE_SENT", json!({"text": "It ships on Thursday.", "turn": turn})));
+        records.push(rec(
+            0,
+            t0 + 300 * ms,
+            "USER_MESSAGE_RECEIVED",
+            json!({"text": "Where is my order?", "turn": turn}),
+        ));
+        records.push(rec(
+            1,
+            t0 + 1_100 * ms,
+            "AGENT_MESSAGE_SENT",
+            json!({"text": "It ships on Thursday.", "turn": turn}),
+        ));
         records.push(rec(2, t0 + 1_200 * ms, "TURN_LATENCY", json!({"turn": turn, "stt_ms": 200, "llm_ttft_ms": 450, "tts_ttfb_ms": 120, "end_to_end_ms": 900 + turn})));
-        for (k, (name, from, to)) in [("turn", 0, 1_200), ("stt", 0, 200), ("llm", 200, 900), ("tts", 900, 1_020)]
-            .into_iter()
-            .enumerate()
+        for (k, (name, from, to)) in [
+            ("turn", 0, 1_200),
+            ("stt", 0, 200),
+            ("llm", 200, 900),
+            ("tts", 900, 1_020),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let k = k as u64;
             spans.push(TenantSpan {
@@ -337,7 +356,10 @@ fn long_call(start_ns: i64) -> (Vec<TenantRecord>, Vec<TenantSpan>) {
                     end_time: Timestamp(t0 + to * ms),
                     status: SpanStatus::Unset,
                     status_message: None,
-                    attributes: json!({"turn": turn, "model": "small"}).as_object().cloned().unwrap_or_default(),
+                    attributes: json!({"turn": turn, "model": "small"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
                 },
             });
         }

@@ -418,8 +418,10 @@ async fn customer_spans_are_committed_and_rejections_reported_as_partial_success
     let request = trace_request(
         [("tenant.id", "acme")],
         [
-            SpanBuilder::customer("llm", 2).call("c9").attr("model", "small"),
-            SpanBuilder::customer("tts", 3),
+            SpanBuilder::customer("llm", 2)
+                .call("c9")
+                .attr("model", "small"),
+            SpanBuilder::customer("tts", 3).trace(&[9; 16]),
             SpanBuilder::bare("db.query", 4).call("c9"),
         ],
     );
@@ -430,10 +432,17 @@ async fn customer_spans_are_committed_and_rejections_reported_as_partial_success
         .partial_success
         .expect("partial success");
     assert_eq!(partial.rejected_spans, 1);
-    assert_eq!(partial.error_message, "1 customer span rejected: 1 missing call.id");
+    assert_eq!(
+        partial.error_message,
+        "1 customer span rejected: 1 missing call.id"
+    );
     let spans = h.store.call_spans("acme", "c9").await.unwrap().unwrap();
     let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["llm"], "committed before the 200; the internal span is not stored");
+    assert_eq!(
+        names,
+        ["llm"],
+        "committed before the 200; the internal span is not stored"
+    );
 
     // The same request again, as JSON: stored once, rejected again.
     let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"tenant.id","value":{"stringValue":"acme"}}]},
@@ -447,7 +456,15 @@ async fn customer_spans_are_committed_and_rejections_reported_as_partial_success
     assert_eq!(status, StatusCode::OK);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
-    assert_eq!(h.store.call_spans("acme", "c9").await.unwrap().unwrap().len(), 1);
+    assert_eq!(
+        h.store
+            .call_spans("acme", "c9")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
     let m = h.metrics();
     for series in [
         "callscope_ingest_committed_spans_total{outcome=\"inserted\"} 1",

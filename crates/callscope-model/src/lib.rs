@@ -32,7 +32,5 @@ pub use error::ParseError;
 pub use id::RecordIdHasher;
 pub use level::Level;
 pub use record::{LogRecord, TenantRecord, Timestamp, TimestampError};
-pub use span::{
-    LatencySummary, SpanKind, SpanRecord, SpanStatus, TenantSpan, Turn, nearest_rank,
-};
+pub use span::{LatencySummary, SpanKind, SpanRecord, SpanStatus, TenantSpan, Turn, nearest_rank};
 pub use visibility::Visibility;

@@ -16,10 +16,10 @@
 use callscope_model::{Visibility, events, keys};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
 };
 
 /// The time fixture records carry unless told otherwise: 2025-11-21T10:00:00Z.

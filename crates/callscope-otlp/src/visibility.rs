@@ -388,7 +388,12 @@ impl VisibilityFilter {
 impl VisibilityFilter {
     /// Puts `attrs` into `out`, typed, withheld keys removed, masks applied: what a
     /// record's `data` and a span's `attributes` hold.
-    fn convert_attributes(&self, attrs: &[KeyValue], tally: &mut Tally, out: &mut Map<String, Json>) {
+    fn convert_attributes(
+        &self,
+        attrs: &[KeyValue],
+        tally: &mut Tally,
+        out: &mut Map<String, Json>,
+    ) {
         let rules = &self.rules;
         let mut conv = ToJson { rules, tally };
         for kv in attrs {

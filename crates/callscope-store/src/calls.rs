@@ -209,7 +209,10 @@ pub(crate) fn list_calls(
         "SELECT {CALL_COLUMNS_AND_WINDOW} FROM {view} WHERE {w} {CALL_ORDER} LIMIT {limit} OFFSET {offset}"
     ))?;
     let found = stmt
-        .query_map(duckdb::params_from_iter(params.iter()), read_call_and_window)?
+        .query_map(
+            duckdb::params_from_iter(params.iter()),
+            read_call_and_window,
+        )?
         .collect::<duckdb::Result<Vec<_>>>()?;
     drop(stmt);
     let calls = with_timeline(&tx, found)?;

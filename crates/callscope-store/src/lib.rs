@@ -83,8 +83,8 @@ pub use live::{
 pub use metrics::StoreMetrics;
 pub use query::LogPage;
 pub use search::SearchResult;
-pub use transcript::{Speaker, TRANSCRIPT_EVENTS, TranscriptLine};
 pub use timeline::CallTurns;
+pub use transcript::{Speaker, TRANSCRIPT_EVENTS, TranscriptLine};
 
 /// `[storage]` in callscope.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,8 @@ pub struct StoreMetrics {
     commits: AtomicU64,
     rows: AtomicU64,
     duplicates: AtomicU64,
+    spans: AtomicU64,
+    span_duplicates: AtomicU64,
     looked_up: AtomicU64,
     write_errors: AtomicU64,
     commit_latency: Histogram,
@@ -34,6 +36,8 @@ impl Default for StoreMetrics {
             commits: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            spans: AtomicU64::new(0),
+            span_duplicates: AtomicU64::new(0),
             looked_up: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             commit_latency: Histogram::new(LATENCY_BUCKETS),
@@ -47,6 +51,11 @@ impl Default for StoreMetrics {
 }
 
 impl StoreMetrics {
+    pub(crate) fn record_spans(&self, spans: usize, duplicates: usize) {
+        self.spans.fetch_add(spans as u64, Relaxed);
+        self.span_duplicates.fetch_add(duplicates as u64, Relaxed);
+    }
+
     pub(crate) fn record_commit(&self, rows: usize, duplicates: usize, took: Duration) {
         self.commits.fetch_add(1, Relaxed);
         self.rows.fetch_add(rows as u64, Relaxed);
@@ -140,6 +149,18 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Counter,
             "Records not stored again because an identical record was already stored (exporter retries).",
             c(&self.duplicates),
+        );
+        w.single(
+            "callscope_spans_stored_total",
+            MetricKind::Counter,
+            "Customer spans committed to storage.",
+            c(&self.spans),
+        );
+        w.single(
+            "callscope_spans_duplicate_total",
+            MetricKind::Counter,
+            "Spans not stored again because the same span was already stored (exporter retries).",
+            c(&self.span_duplicates),
         );
         w.single(
             "callscope_store_dedupe_lookups_total",

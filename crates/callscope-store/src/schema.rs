@@ -176,6 +176,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
                 .replace("{source}", source),
         )?;
     }
+    conn.execute_batch(crate::timeline::VIEWS)?;
     if found != Some(SCHEMA_VERSION) {
         conn.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -556,6 +556,8 @@ pub(crate) struct Sources {
     pub(crate) call_summary: &'static str,
     /// `log_counts` or `log_counts_live`.
     pub(crate) log_counts: &'static str,
+    /// `call_export` or `call_export_live`: the call summary with its timeline fields.
+    pub(crate) call_export: &'static str,
 }
 
 impl Sources {
@@ -563,11 +565,13 @@ impl Sources {
         calls: "calls",
         call_summary: "call_summary",
         log_counts: "log_counts",
+        call_export: "call_export",
     };
     const LIVE: Self = Self {
         calls: "calls_live",
         call_summary: "call_summary_live",
         log_counts: "log_counts_live",
+        call_export: "call_export_live",
     };
 
     /// The sources for reads in `conn`'s current snapshot.

@@ -98,6 +98,40 @@ SELECT id, strlen(tenant)::VARCHAR || ':' || tenant || call_id, ts,
 FROM logs WHERE event IN ('TURN_LATENCY', 'USAGE_REPORTED');
 ";
 
+/// The timeline fields of every call, in SQL, for the calls export: the same folds as
+/// [`aggregates`] (nearest rank is `l[ceil(n * p / 100)]` of the sorted list), and the
+/// export views joining them to the call summaries.
+pub(crate) const VIEWS: &str = "
+CREATE OR REPLACE VIEW call_timeline AS
+WITH turns AS (
+    SELECT call_key, turn, arg_min_null(end_to_end_ms, (ts, id::VARCHAR)) AS e2e
+    FROM call_metrics WHERE kind = 1 AND turn IS NOT NULL GROUP BY call_key, turn
+), latency AS (
+    SELECT call_key, count(*) AS turn_count,
+           list_sort(list(e2e) FILTER (WHERE e2e IS NOT NULL)) AS l
+    FROM turns GROUP BY call_key
+), usage AS (
+    SELECT call_key, sum(llm_input_tokens)::BIGINT AS llm_input_tokens,
+           sum(llm_output_tokens)::BIGINT AS llm_output_tokens,
+           sum(tts_characters)::BIGINT AS tts_characters, sum(stt_us)::BIGINT AS stt_us
+    FROM call_metrics WHERE kind = 2 GROUP BY call_key
+)
+SELECT coalesce(latency.call_key, usage.call_key) AS call_key, turn_count,
+       CASE WHEN len(l) > 0 THEN l[greatest((len(l) * 50 + 99) // 100, 1)] END AS latency_p50_ms,
+       CASE WHEN len(l) > 0 THEN l[greatest((len(l) * 95 + 99) // 100, 1)] END AS latency_p95_ms,
+       CASE WHEN len(l) > 0 THEN l[len(l)] END AS latency_max_ms,
+       llm_input_tokens, llm_output_tokens, tts_characters, stt_us / 1000000.0 AS stt_seconds
+FROM latency FULL OUTER JOIN usage ON latency.call_key = usage.call_key;
+CREATE OR REPLACE VIEW call_export AS
+SELECT s.*, t.turn_count, t.latency_p50_ms, t.latency_p95_ms, t.latency_max_ms,
+       t.llm_input_tokens, t.llm_output_tokens, t.tts_characters, t.stt_seconds
+FROM call_summary s LEFT JOIN call_timeline t ON s.call_key = t.call_key;
+CREATE OR REPLACE VIEW call_export_live AS
+SELECT s.*, t.turn_count, t.latency_p50_ms, t.latency_p95_ms, t.latency_max_ms,
+       t.llm_input_tokens, t.llm_output_tokens, t.tts_characters, t.stt_seconds
+FROM call_summary_live s LEFT JOIN call_timeline t ON s.call_key = t.call_key;
+";
+
 /// The writer's scratch table for the look-up of incoming span ids.
 pub(crate) const SCRATCH_DDL: &str =
     "CREATE TEMP TABLE IF NOT EXISTS _incoming_span_ids (id UUID NOT NULL);";
@@ -106,7 +140,11 @@ const TURN_LATENCY: &str = "TURN_LATENCY";
 const USAGE_REPORTED: &str = "USAGE_REPORTED";
 const AGENT_INTERRUPTED: &str = "AGENT_INTERRUPTED";
 const USER_TEXT: &[&str] = &["USER_MESSAGE_RECEIVED"];
-const AGENT_TEXT: &[&str] = &["GREETING_SENT", "AGENT_MESSAGE_SENT", "REMINDER_MESSAGE_SENT"];
+const AGENT_TEXT: &[&str] = &[
+    "GREETING_SENT",
+    "AGENT_MESSAGE_SENT",
+    "REMINDER_MESSAGE_SENT",
+];
 
 /// The turn number a record carries: `data.turn` as a whole number.
 fn turn_of(r: &LogRecord) -> Option<i64> {

@@ -525,13 +525,22 @@ impl Writer {
                 // senders do, so a sender that reads its own records back finds them.
                 self.hub.publish(&appended);
                 self.ready.store(true, Ordering::Relaxed);
-                let rows: usize = receipts.iter().map(|r| r.inserted).sum();
-                let dups: usize = receipts.iter().map(|r| r.duplicates).sum();
+                // A request holds records or spans, never both.
+                let (mut rows, mut dups, mut spans, mut span_dups) = (0, 0, 0, 0);
+                for ((b, ..), r) in group.iter().zip(&receipts) {
+                    if b.spans.is_some() {
+                        (spans, span_dups) = (spans + r.inserted, span_dups + r.duplicates);
+                    } else {
+                        (rows, dups) = (rows + r.inserted, dups + r.duplicates);
+                    }
+                }
+                self.metrics.record_spans(spans, span_dups);
                 self.metrics.record_commit(rows, dups, started.elapsed());
                 tracing::debug!(
                     requests = group.len(),
                     rows,
                     duplicates = dups,
+                    spans,
                     dedupe_us = phases.dedupe.as_micros(),
                     looked_up = phases.looked_up,
                     append_us = phases.append.as_micros(),
@@ -776,10 +785,15 @@ impl Writer {
 
     /// The ids of the groups' spans that `spans` already holds, looked up within the
     /// spans' start times (which the table's zone maps prune to).
-    fn spans_stored(conn: &Connection, batches: &[(usize, &PreparedSpans)]) -> Result<HashSet<Uuid>> {
-        let (lo, hi) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), (_, b)| {
-            (lo.min(b.min_ts), hi.max(b.max_ts))
-        });
+    fn spans_stored(
+        conn: &Connection,
+        batches: &[(usize, &PreparedSpans)],
+    ) -> Result<HashSet<Uuid>> {
+        let (lo, hi) = batches
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), (_, b)| {
+                (lo.min(b.min_ts), hi.max(b.max_ts))
+            });
         if lo > hi {
             return Ok(HashSet::new());
         }

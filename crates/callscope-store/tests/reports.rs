@@ -1077,31 +1077,116 @@ async fn counts_are_backfilled_for_older_files() {
 /// usage reports.
 fn turn_records(tenant: &str, call: &str) -> Vec<TenantRecord> {
     vec![
-        rec(tenant, call, 0, "CALL_STARTED", json!({"direction": "inbound"})),
-        rec(tenant, call, 10, "GREETING_SENT", json!({"text": "Hello!", "turn": 0})),
-        rec(tenant, call, 100, "USER_MESSAGE_RECEIVED", json!({"text": "Order status?", "turn": 1})),
-        rec(tenant, call, 150, "AGENT_MESSAGE_SENT", json!({"text": "Sure.", "turn": 1})),
-        rec(tenant, call, 160, "AGENT_MESSAGE_SENT", json!({"text": "One moment.", "turn": 1})),
-        rec(tenant, call, 170, "TURN_LATENCY", json!({"turn": 1, "stt_ms": 180, "llm_ttft_ms": 400, "tts_ttfb_ms": 90, "end_to_end_ms": 900})),
-        rec(tenant, call, 200, "USER_MESSAGE_RECEIVED", json!({"text": "Thanks", "turn": "2"})),
+        rec(
+            tenant,
+            call,
+            0,
+            "CALL_STARTED",
+            json!({"direction": "inbound"}),
+        ),
+        rec(
+            tenant,
+            call,
+            10,
+            "GREETING_SENT",
+            json!({"text": "Hello!", "turn": 0}),
+        ),
+        rec(
+            tenant,
+            call,
+            100,
+            "USER_MESSAGE_RECEIVED",
+            json!({"text": "Order status?", "turn": 1}),
+        ),
+        rec(
+            tenant,
+            call,
+            150,
+            "AGENT_MESSAGE_SENT",
+            json!({"text": "Sure.", "turn": 1}),
+        ),
+        rec(
+            tenant,
+            call,
+            160,
+            "AGENT_MESSAGE_SENT",
+            json!({"text": "One moment.", "turn": 1}),
+        ),
+        rec(
+            tenant,
+            call,
+            170,
+            "TURN_LATENCY",
+            json!({"turn": 1, "stt_ms": 180, "llm_ttft_ms": 400, "tts_ttfb_ms": 90, "end_to_end_ms": 900}),
+        ),
+        rec(
+            tenant,
+            call,
+            200,
+            "USER_MESSAGE_RECEIVED",
+            json!({"text": "Thanks", "turn": "2"}),
+        ),
         rec(tenant, call, 220, "AGENT_INTERRUPTED", json!({"turn": 2})),
-        rec(tenant, call, 250, "TURN_LATENCY", json!({"turn": 2, "end_to_end_ms": 1500.4})),
-        rec(tenant, call, 260, "TURN_LATENCY", json!({"turn": 2, "end_to_end_ms": 99})),
-        rec(tenant, call, 300, "TURN_LATENCY", json!({"turn": 3, "end_to_end_ms": 700})),
-        rec(tenant, call, 310, "TURN_LATENCY", json!({"end_to_end_ms": 5})),
-        rec(tenant, call, 400, "USAGE_REPORTED", json!({"llm_input_tokens": 1000, "llm_output_tokens": 250, "stt_seconds": 12.5})),
-        rec(tenant, call, 500, "USAGE_REPORTED", json!({"llm_input_tokens": 24, "tts_characters": "300", "stt_seconds": 0.25})),
+        rec(
+            tenant,
+            call,
+            250,
+            "TURN_LATENCY",
+            json!({"turn": 2, "end_to_end_ms": 1500.4}),
+        ),
+        rec(
+            tenant,
+            call,
+            260,
+            "TURN_LATENCY",
+            json!({"turn": 2, "end_to_end_ms": 99}),
+        ),
+        rec(
+            tenant,
+            call,
+            300,
+            "TURN_LATENCY",
+            json!({"turn": 3, "end_to_end_ms": 700}),
+        ),
+        rec(
+            tenant,
+            call,
+            310,
+            "TURN_LATENCY",
+            json!({"end_to_end_ms": 5}),
+        ),
+        rec(
+            tenant,
+            call,
+            400,
+            "USAGE_REPORTED",
+            json!({"llm_input_tokens": 1000, "llm_output_tokens": 250, "stt_seconds": 12.5}),
+        ),
+        rec(
+            tenant,
+            call,
+            500,
+            "USAGE_REPORTED",
+            json!({"llm_input_tokens": 24, "tts_characters": "300", "stt_seconds": 0.25}),
+        ),
     ]
 }
 
 fn assert_turn_fields(c: &Call) {
-    assert_eq!(c.turn_count, Some(3), "turns 1, 2, 3; one TURN_LATENCY per number");
+    assert_eq!(
+        c.turn_count,
+        Some(3),
+        "turns 1, 2, 3; one TURN_LATENCY per number"
+    );
     // 700, 900, 1500: the later report of turn 2 (99) and the unnumbered one don't count.
     assert_eq!(
         (c.latency_p50_ms, c.latency_p95_ms, c.latency_max_ms),
         (Some(900), Some(1500), Some(1500))
     );
-    assert_eq!((c.llm_input_tokens, c.llm_output_tokens), (Some(1024), Some(250)));
+    assert_eq!(
+        (c.llm_input_tokens, c.llm_output_tokens),
+        (Some(1024), Some(250))
+    );
     assert_eq!(c.tts_characters, Some(300));
     assert_eq!(c.stt_seconds, Some(12.75));
 }
@@ -1125,22 +1210,41 @@ async fn turn_aggregates_ignore_arrival_order_splits_and_duplicates() {
         }
         // A retry of everything, in one batch and one by one.
         store.append(r.clone()).await.unwrap();
-        store.append(vec![r[0].clone(), r[0].clone()]).await.unwrap();
+        store
+            .append(vec![r[0].clone(), r[0].clone()])
+            .await
+            .unwrap();
         let call = store.call("acme", "c1").await.unwrap().unwrap();
         assert_turn_fields(&call);
         let list = store
             .list_calls("acme", CallFilter::default(), 10, 0)
             .await
             .unwrap();
-        assert_eq!(list.calls, vec![call.clone()], "the list computes the same fields");
+        assert_eq!(
+            list.calls,
+            vec![call.clone()],
+            "the list computes the same fields"
+        );
         store.sync().await.unwrap();
-        assert_eq!(store.call("acme", "c1").await.unwrap().unwrap(), call, "after the fold");
+        assert_eq!(
+            store.call("acme", "c1").await.unwrap().unwrap(),
+            call,
+            "after the fold"
+        );
 
         let turns = store.call_turns("acme", "c1").await.unwrap().unwrap();
         assert_eq!(turns.turn_count, 3);
         assert_eq!(
-            (turns.end_to_end_ms.p50, turns.end_to_end_ms.p95, turns.end_to_end_ms.max),
-            (call.latency_p50_ms, call.latency_p95_ms, call.latency_max_ms),
+            (
+                turns.end_to_end_ms.p50,
+                turns.end_to_end_ms.p95,
+                turns.end_to_end_ms.max
+            ),
+            (
+                call.latency_p50_ms,
+                call.latency_p95_ms,
+                call.latency_max_ms
+            ),
             "/turns agrees with the call"
         );
         let numbers: Vec<i64> = turns.turns.iter().map(|t| t.turn).collect();
@@ -1159,7 +1263,10 @@ async fn turn_aggregates_ignore_arrival_order_splits_and_duplicates() {
         assert_eq!((t2.end_to_end_ms, t2.stt_ms), (Some(1500), None));
         assert_eq!(t2.agent_text, None);
         let t0 = &turns.turns[0];
-        assert_eq!((t0.agent_text.as_deref(), t0.end_to_end_ms), (Some("Hello!"), None));
+        assert_eq!(
+            (t0.agent_text.as_deref(), t0.end_to_end_ms),
+            (Some("Hello!"), None)
+        );
         store.shutdown().await.unwrap();
     }
 }
@@ -1171,7 +1278,12 @@ async fn a_call_without_turns_has_null_turn_fields() {
     store.append(lifecycle("acme", "c1")).await.unwrap();
     let c = store.call("acme", "c1").await.unwrap().unwrap();
     assert_eq!(
-        (c.turn_count, c.latency_p50_ms, c.llm_input_tokens, c.stt_seconds),
+        (
+            c.turn_count,
+            c.latency_p50_ms,
+            c.llm_input_tokens,
+            c.stt_seconds
+        ),
         (None, None, None, None)
     );
     let turns = store.call_turns("acme", "c1").await.unwrap().unwrap();

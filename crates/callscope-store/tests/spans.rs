@@ -3,8 +3,8 @@
 //! retention; a call known only from its spans exists.
 
 use callscope_model::{
-    LogRecord, SpanKind, SpanRecord, SpanStatus, TenantRecord, TenantSpan, Timestamp,
-    Category, Level, RecordIdHasher,
+    Category, Level, LogRecord, RecordIdHasher, SpanKind, SpanRecord, SpanStatus, TenantRecord,
+    TenantSpan, Timestamp,
 };
 use callscope_store::{Store, StoreConfig};
 use serde_json::json;
@@ -28,9 +28,16 @@ fn span(tenant: &str, call: &str, n: u8, start_ms: i64, len_ms: i64) -> TenantSp
             kind: SpanKind::Internal,
             start_time: Timestamp(T0 + start_ms * MS),
             end_time: Timestamp(T0 + (start_ms + len_ms) * MS),
-            status: if n == 3 { SpanStatus::Error } else { SpanStatus::Unset },
+            status: if n == 3 {
+                SpanStatus::Error
+            } else {
+                SpanStatus::Unset
+            },
             status_message: (n == 3).then(|| "timeout".into()),
-            attributes: json!({"model": "small", "n": n}).as_object().unwrap().clone(),
+            attributes: json!({"model": "small", "n": n})
+                .as_object()
+                .unwrap()
+                .clone(),
         },
     }
 }
@@ -99,8 +106,14 @@ async fn spans_are_stored_once_and_read_back_by_start_time() {
 
     // Committed means durable: all there after a restart.
     let store = open(&dir);
-    assert_eq!(store.call_spans("acme", "c1").await.unwrap().unwrap().len(), 4);
-    let again = store.append_spans(vec![span("acme", "c1", 1, 90, 500)]).await.unwrap();
+    assert_eq!(
+        store.call_spans("acme", "c1").await.unwrap().unwrap().len(),
+        4
+    );
+    let again = store
+        .append_spans(vec![span("acme", "c1", 1, 90, 500)])
+        .await
+        .unwrap();
     assert_eq!(again.duplicates, 1, "still a duplicate after a restart");
     store.shutdown().await.unwrap();
 }
@@ -110,14 +123,25 @@ async fn a_call_known_only_from_its_spans_exists() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .append_spans(vec![span("acme", "conv-9", 1, 0, 2_000), span("acme", "conv-9", 2, 10, 5)])
+        .append_spans(vec![
+            span("acme", "conv-9", 1, 0, 2_000),
+            span("acme", "conv-9", 2, 10, 5),
+        ])
         .await
         .unwrap();
     let call = store.call("acme", "conv-9").await.unwrap().unwrap();
     assert_eq!(call.log_count, 0);
     assert_eq!(call.started_at, Timestamp(T0));
     assert_eq!(call.trace_id.as_deref(), Some("ab".repeat(16).as_str()));
-    assert_eq!(store.call_spans("acme", "conv-9").await.unwrap().unwrap().len(), 2);
+    assert_eq!(
+        store
+            .call_spans("acme", "conv-9")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        2
+    );
     let turns = store.call_turns("acme", "conv-9").await.unwrap().unwrap();
     assert!(turns.turns.is_empty());
     assert_eq!(store.call("globex", "conv-9").await.unwrap(), None);
@@ -129,11 +153,25 @@ async fn retention_purges_spans_with_their_calls() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .append_spans(vec![span("acme", "old", 1, 0, 10), span("acme", "new", 2, 60_000, 10)])
+        .append_spans(vec![
+            span("acme", "old", 1, 0, 10),
+            span("acme", "new", 2, 60_000, 10),
+        ])
         .await
         .unwrap();
-    store.purge_before(Timestamp(T0 + 30_000 * MS)).await.unwrap();
+    store
+        .purge_before(Timestamp(T0 + 30_000 * MS))
+        .await
+        .unwrap();
     assert_eq!(store.call_spans("acme", "old").await.unwrap(), None);
-    assert_eq!(store.call_spans("acme", "new").await.unwrap().unwrap().len(), 1);
+    assert_eq!(
+        store
+            .call_spans("acme", "new")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
     store.shutdown().await.unwrap();
 }

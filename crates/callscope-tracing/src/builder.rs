@@ -402,9 +402,14 @@ fn build_filter(default: Option<&str>, rust_log: Option<String>) -> Result<EnvFi
         filter = filter.add_directive(directive.parse().map_err(|e| invalid(format!("{e}")))?);
     }
     debug_assert!(
-        [EVENT_TARGET, CALL_SPAN_TARGET, TURN_SPAN_TARGET, STAGE_SPAN_TARGET]
-            .iter()
-            .all(|t| ALWAYS_ON.iter().any(|d| d.starts_with(&format!("{t}="))))
+        [
+            EVENT_TARGET,
+            CALL_SPAN_TARGET,
+            TURN_SPAN_TARGET,
+            STAGE_SPAN_TARGET
+        ]
+        .iter()
+        .all(|t| ALWAYS_ON.iter().any(|d| d.starts_with(&format!("{t}="))))
     );
     Ok(filter)
 }
@@ -462,7 +467,11 @@ impl OtlpSettings {
     }
 
     fn span_exporter(&self) -> Result<OnRuntime<opentelemetry_otlp::SpanExporter>> {
-        otlp_exporter!(self, opentelemetry_otlp::SpanExporter, &self.traces_endpoint)
+        otlp_exporter!(
+            self,
+            opentelemetry_otlp::SpanExporter,
+            &self.traces_endpoint
+        )
     }
 }
 
@@ -494,7 +503,11 @@ macro_rules! otlp_exporter {
 use otlp_exporter;
 
 /// Sets the endpoint and timeout an exporter builder of any signal or transport takes.
-fn configure<B: WithExportConfig>(mut b: B, endpoint: Option<&str>, timeout: Option<Duration>) -> B {
+fn configure<B: WithExportConfig>(
+    mut b: B,
+    endpoint: Option<&str>,
+    timeout: Option<Duration>,
+) -> B {
     if let Some(e) = endpoint {
         b = b.with_endpoint(e);
     }

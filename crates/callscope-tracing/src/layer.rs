@@ -17,8 +17,7 @@ use std::{
     cell::{Cell, RefCell},
     fmt,
     sync::{
-        Arc, OnceLock,
-        Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Instant, SystemTime},
@@ -331,7 +330,11 @@ impl CallLogLayer {
         &self,
         event: &Event<'_>,
         ctx: &LayerContext<'_, S>,
-    ) -> (Option<Arc<CallAttrs>>, Option<SpanIds>, Option<Arc<TurnClock>>)
+    ) -> (
+        Option<Arc<CallAttrs>>,
+        Option<SpanIds>,
+        Option<Arc<TurnClock>>,
+    )
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -544,10 +547,9 @@ where
         if let Some(stage) = stage {
             let now = Instant::now();
             let whole = millis(now.saturating_duration_since(stage.started));
-            let to_first = stage
-                .first_output
-                .get()
-                .map_or(whole, |t| millis(t.saturating_duration_since(stage.started)));
+            let to_first = stage.first_output.get().map_or(whole, |t| {
+                millis(t.saturating_duration_since(stage.started))
+            });
             let mut stages = turn
                 .stages
                 .lock()

@@ -183,7 +183,11 @@ impl Head {
     /// Builds the event's record (and, for a call event with `internal.*` fields, its
     /// companion internal record) and emits it. `record_fields` feeds the event's fields
     /// to the visitor.
-    pub(crate) fn emit(self, logger: &SdkLogger, record_fields: impl FnOnce(&mut FieldVisitor<'_>)) {
+    pub(crate) fn emit(
+        self,
+        logger: &SdkLogger,
+        record_fields: impl FnOnce(&mut FieldVisitor<'_>),
+    ) {
         let Self {
             target,
             name,

@@ -67,16 +67,32 @@ fn turn_and_stage_spans_are_customer_spans_of_the_call() {
             Some(Value::from("customer")),
             "{name}"
         );
-        assert_eq!(span_attr(&span, "call.id"), Some(Value::from("c-7")), "{name}");
-        assert_eq!(span_attr(&span, "tenant.id"), Some(Value::from("acme")), "{name}");
-        assert_eq!(span_attr(&span, "agent.id"), Some(Value::from("bot")), "{name}");
+        assert_eq!(
+            span_attr(&span, "call.id"),
+            Some(Value::from("c-7")),
+            "{name}"
+        );
+        assert_eq!(
+            span_attr(&span, "tenant.id"),
+            Some(Value::from("acme")),
+            "{name}"
+        );
+        assert_eq!(
+            span_attr(&span, "agent.id"),
+            Some(Value::from("bot")),
+            "{name}"
+        );
     }
     let turn = h.span("turn");
     assert_eq!(span_attr(&turn, "turn"), Some(Value::I64(3)));
     assert_eq!(span_attr(&turn, "user"), Some(Value::from("caller")));
     assert_eq!(h.span("llm").parent_span_id, turn.span_context.span_id());
     let plain = h.span("retrieval");
-    assert_eq!(span_attr(&plain, "callscope.visibility"), None, "plain spans stay internal");
+    assert_eq!(
+        span_attr(&plain, "callscope.visibility"),
+        None,
+        "plain spans stay internal"
+    );
     assert_eq!(span_attr(&h.span("call"), "callscope.visibility"), None);
 }
 
@@ -88,7 +104,11 @@ fn a_closed_turn_reports_its_latency_by_stage() {
     let events: Vec<_> = records.iter().map(|r| r.event_name().unwrap()).collect();
     assert_eq!(
         events,
-        ["USER_MESSAGE_RECEIVED", "AGENT_MESSAGE_SENT", "TURN_LATENCY"]
+        [
+            "USER_MESSAGE_RECEIVED",
+            "AGENT_MESSAGE_SENT",
+            "TURN_LATENCY"
+        ]
     );
     for r in &records {
         assert_eq!(int(r, "turn"), 3, "every event of the turn carries it");
@@ -102,7 +122,10 @@ fn a_closed_turn_reports_its_latency_by_stage() {
     let ttfb = int(latency, "tts_ttfb_ms");
     let e2e = int(latency, "end_to_end_ms");
     assert!((30..100).contains(&stt), "stt {stt}");
-    assert!((40..100).contains(&ttft), "the first token, not the whole llm span: {ttft}");
+    assert!(
+        (40..100).contains(&ttft),
+        "the first token, not the whole llm span: {ttft}"
+    );
     assert!((20..80).contains(&ttfb), "ttfb {ttfb}");
     assert!(e2e >= stt + ttft + 60 + ttfb, "e2e {e2e}");
     let turn = h.span("turn");

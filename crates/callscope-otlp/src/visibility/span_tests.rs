@@ -38,7 +38,10 @@ fn a_customer_span_is_stored_with_its_own_attributes_only() {
     let s = &out.spans[0];
     assert_eq!(s.tenant, "acme");
     let s = &s.span;
-    assert_eq!((s.call_id.as_str(), s.agent_id.as_deref()), ("c1", Some("bot")));
+    assert_eq!(
+        (s.call_id.as_str(), s.agent_id.as_deref()),
+        ("c1", Some("bot"))
+    );
     assert_eq!(s.trace_id, "01".repeat(16));
     assert_eq!(s.span_id, "02".repeat(8));
     assert_eq!(s.parent_span_id.as_deref(), Some("01".repeat(8).as_str()));
@@ -61,9 +64,14 @@ fn spans_fail_closed_like_records() {
         &f,
         vec![
             SpanBuilder::bare("turn", 1).call("c1").tenant("acme"),
-            SpanBuilder::customer("turn", 2).tenant("acme").trace(&[9; 16]),
+            SpanBuilder::customer("turn", 2)
+                .tenant("acme")
+                .trace(&[9; 16]),
             SpanBuilder::customer("turn", 3).call("c1"),
-            SpanBuilder::customer("turn", 4).call("c1").tenant("acme").trace(&[0; 16]),
+            SpanBuilder::customer("turn", 4)
+                .call("c1")
+                .tenant("acme")
+                .trace(&[0; 16]),
             SpanBuilder::bare("turn", 5)
                 .call("c1")
                 .tenant("acme")
@@ -82,14 +90,23 @@ fn spans_fail_closed_like_records() {
     let mut page = callscope_model::metrics::PromWriter::new();
     f.render(&mut page);
     let text = page.finish();
-    assert!(text.contains("callscope_spans_rejected_total{reason=\"invalid_span_id\"} 1"), "{text}");
-    assert!(text.contains("callscope_spans_dropped_total{reason=\"internal\"} 2"), "{text}");
+    assert!(
+        text.contains("callscope_spans_rejected_total{reason=\"invalid_span_id\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("callscope_spans_dropped_total{reason=\"internal\"} 2"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_span_id_is_its_tenant_trace_and_span_ids() {
     let f = filter();
-    let a = apply(&f, vec![SpanBuilder::customer("tts", 3).call("c1").tenant("acme")]);
+    let a = apply(
+        &f,
+        vec![SpanBuilder::customer("tts", 3).call("c1").tenant("acme")],
+    );
     let retried = apply(
         &f,
         vec![
@@ -100,9 +117,15 @@ fn a_span_id_is_its_tenant_trace_and_span_ids() {
         ],
     );
     assert_eq!(a.spans[0].span.id, retried.spans[0].span.id);
-    let other = apply(&f, vec![SpanBuilder::customer("tts", 4).call("c1").tenant("acme")]);
+    let other = apply(
+        &f,
+        vec![SpanBuilder::customer("tts", 4).call("c1").tenant("acme")],
+    );
     assert_ne!(a.spans[0].span.id, other.spans[0].span.id);
-    let other_tenant = apply(&f, vec![SpanBuilder::customer("tts", 3).call("c1").tenant("globex")]);
+    let other_tenant = apply(
+        &f,
+        vec![SpanBuilder::customer("tts", 3).call("c1").tenant("globex")],
+    );
     assert_ne!(a.spans[0].span.id, other_tenant.spans[0].span.id);
 }
 
@@ -133,7 +156,9 @@ fn pipecat_turns_are_stored_by_name_with_the_conversation_as_call() {
                 .parent(2)
                 .attr("gen_ai.request.model", "gpt-4o")
                 .attr("metrics.ttfb", 0.41),
-            SpanBuilder::bare("tts", 5).parent(2).attr("metrics.ttfb", 0.12),
+            SpanBuilder::bare("tts", 5)
+                .parent(2)
+                .attr("metrics.ttfb", 0.12),
             SpanBuilder::bare("turn", 2)
                 .parent(1)
                 .attr("turn.number", 1)
@@ -147,15 +172,26 @@ fn pipecat_turns_are_stored_by_name_with_the_conversation_as_call() {
     );
     let names: Vec<_> = out.spans.iter().map(|s| s.span.name.as_str()).collect();
     assert_eq!(names, ["stt", "llm", "tts", "turn"]);
-    assert!(out.spans.iter().all(|s| s.span.call_id == "conv-9" && s.tenant == "acme"));
-    assert_eq!(out.dropped_internal, 1, "the conversation span is not on the list");
+    assert!(
+        out.spans
+            .iter()
+            .all(|s| s.span.call_id == "conv-9" && s.tenant == "acme")
+    );
+    assert_eq!(
+        out.dropped_internal, 1,
+        "the conversation span is not on the list"
+    );
     assert_eq!(
         (out.rejected, out.error_message.as_str()),
         (1, "1 customer span rejected: 1 missing call.id"),
         "an llm span of another trace names no call"
     );
     let turn = &out.spans[3].span;
-    assert_eq!(turn.attributes.get("conversation.id"), None, "it is the call id");
+    assert_eq!(
+        turn.attributes.get("conversation.id"),
+        None,
+        "it is the call id"
+    );
     assert_eq!(turn.attributes.get("turn.number"), Some(&json!(1)));
 }
 
@@ -164,17 +200,29 @@ fn livekit_turns_are_stored_by_name_and_prefix() {
     // LiveKit Agents: `agent_session` (with `lk.room_name`), `user_turn`, `agent_turn`,
     // `llm_node`, `tts_node`, `function_tool`.
     let f = framework(
-        &["user_turn", "agent_turn", "llm_node", "tts_node", "function_*"],
+        &[
+            "user_turn",
+            "agent_turn",
+            "llm_node",
+            "tts_node",
+            "function_*",
+        ],
         &["lk.room_name"],
     );
     let out = apply(
         &f,
         vec![
             SpanBuilder::bare("agent_session", 1).attr("lk.room_name", "room-42"),
-            SpanBuilder::bare("user_turn", 2).parent(1).attr("lk.user_transcript", "hi"),
-            SpanBuilder::bare("agent_turn", 3).parent(1).attr("lk.speech_id", "sp-1"),
+            SpanBuilder::bare("user_turn", 2)
+                .parent(1)
+                .attr("lk.user_transcript", "hi"),
+            SpanBuilder::bare("agent_turn", 3)
+                .parent(1)
+                .attr("lk.speech_id", "sp-1"),
             SpanBuilder::bare("llm_node", 4).parent(3),
-            SpanBuilder::bare("tts_node", 5).parent(3).attr("lk.input_text", "Hello!"),
+            SpanBuilder::bare("tts_node", 5)
+                .parent(3)
+                .attr("lk.input_text", "Hello!"),
             SpanBuilder::bare("function_tool", 6)
                 .parent(4)
                 .attr("lk.function_tool.name", "lookup_order"),
@@ -183,7 +231,16 @@ fn livekit_turns_are_stored_by_name_and_prefix() {
     assert_eq!(out.rejected, 0, "{out:?}");
     assert_eq!(out.dropped_internal, 1);
     let names: Vec<_> = out.spans.iter().map(|s| s.span.name.as_str()).collect();
-    assert_eq!(names, ["user_turn", "agent_turn", "llm_node", "tts_node", "function_tool"]);
+    assert_eq!(
+        names,
+        [
+            "user_turn",
+            "agent_turn",
+            "llm_node",
+            "tts_node",
+            "function_tool"
+        ]
+    );
     assert!(out.spans.iter().all(|s| s.span.call_id == "room-42"));
 }
 
@@ -219,7 +276,11 @@ fn span_names_are_checked_at_start_up() {
         ..VisibilityConfig::default()
     })
     .unwrap_err();
-    assert!(err.to_string().starts_with("visibility.span_call_id_attributes[0]"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("visibility.span_call_id_attributes[0]"),
+        "{err}"
+    );
     let err = toml::from_str::<VisibilityConfig>("customer_spans = []").unwrap_err();
     assert!(err.to_string().contains("customer_spans"), "{err}");
 }

@@ -20,15 +20,14 @@
 
 use std::collections::HashMap;
 
-use callscope_model::{RecordIdHasher, SpanKind, SpanRecord, SpanStatus, TenantSpan, Timestamp, keys};
+use callscope_model::{
+    RecordIdHasher, SpanKind, SpanRecord, SpanStatus, TenantSpan, Timestamp, keys,
+};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, trace::v1::Span as OtlpSpan,
 };
 
-use super::{
-    Known, RejectReason, Slot, StripReason, VisibilityFilter, hex_id,
-    stats::Tally,
-};
+use super::{Known, RejectReason, Slot, StripReason, VisibilityFilter, hex_id, stats::Tally};
 
 /// Versions the span id encoding.
 const SPAN_ID_DOMAIN: &str = "callscope.span.v1";
@@ -153,10 +152,12 @@ impl VisibilityFilter {
         let call_id = match known.call_id.string() {
             Err(()) => return Err((RejectReason::InvalidCallId, None)),
             Ok(Some(c)) if !c.is_empty() => c,
-            Ok(_) => match self.own_call_id(span).or_else(|| match lent.get(&span.trace_id[..]) {
-                Some(Lent::One(c)) => Some(*c),
-                _ => None,
-            }) {
+            Ok(_) => match self
+                .own_call_id(span)
+                .or_else(|| match lent.get(&span.trace_id[..]) {
+                    Some(Lent::One(c)) => Some(*c),
+                    _ => None,
+                }) {
                 Some(c) => c,
                 None => return Err((RejectReason::MissingCallId, None)),
             },
@@ -176,7 +177,8 @@ impl VisibilityFilter {
             },
             Err(()) => return Err((RejectReason::InvalidTenant, None)),
         };
-        let (Some(trace_id), Some(span_id)) = (hex_id(&span.trace_id, 16), hex_id(&span.span_id, 8))
+        let (Some(trace_id), Some(span_id)) =
+            (hex_id(&span.trace_id, 16), hex_id(&span.span_id, 8))
         else {
             return Err((RejectReason::InvalidSpanId, None));
         };
@@ -193,17 +195,20 @@ impl VisibilityFilter {
         } else {
             time(span.end_time_unix_nano)
         };
-        let (status, status_message) = span.status.as_ref().map_or((SpanStatus::Unset, None), |s| {
-            let m = (!s.message.is_empty()).then(|| {
-                let masks = self.rules.masks_for(&super::FoldedKey::Ascii("status_message"));
-                let mut conv = super::value::ToJson {
-                    rules: &self.rules,
-                    tally,
-                };
-                conv.mask(&s.message, masks)
+        let (status, status_message) =
+            span.status.as_ref().map_or((SpanStatus::Unset, None), |s| {
+                let m = (!s.message.is_empty()).then(|| {
+                    let masks = self
+                        .rules
+                        .masks_for(&super::FoldedKey::Ascii("status_message"));
+                    let mut conv = super::value::ToJson {
+                        rules: &self.rules,
+                        tally,
+                    };
+                    conv.mask(&s.message, masks)
+                });
+                (SpanStatus::from_otlp(s.code), m)
             });
-            (SpanStatus::from_otlp(s.code), m)
-        });
         let mut attributes = serde_json::Map::new();
         self.convert_attributes(&span.attributes, tally, &mut attributes);
         // A configured call-id attribute names the call; like `call.id`, it is no
@@ -248,7 +253,10 @@ pub(crate) struct SpanRules {
 }
 
 impl SpanRules {
-    pub(crate) fn new(names: &[String], call_id_attributes: &[String]) -> Result<Self, super::ConfigError> {
+    pub(crate) fn new(
+        names: &[String],
+        call_id_attributes: &[String],
+    ) -> Result<Self, super::ConfigError> {
         let mut rules = SpanRules::default();
         for (i, n) in names.iter().enumerate() {
             let bad = |reason| super::ConfigError::Invalid {
@@ -277,6 +285,7 @@ impl SpanRules {
 
     /// Is a span of this name customer-visible whatever its attributes say?
     pub(crate) fn is_customer_name(&self, name: &str) -> bool {
-        self.exact.iter().any(|n| n == name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        self.exact.iter().any(|n| n == name)
+            || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 }

@@ -335,7 +335,11 @@ impl MetricsSource for FilterStats {
             "Customer-visible spans refused, by reason.",
         );
         for r in RejectReason::ALL {
-            out.sample(name, &[("reason", r.label())], self.spans_rejected(r) as f64);
+            out.sample(
+                name,
+                &[("reason", r.label())],
+                self.spans_rejected(r) as f64,
+            );
         }
         out.single(
             "callscope_spans_accepted_total",

@@ -50,6 +50,8 @@ pub(super) fn text(cell: &Cell) -> String {
         Cell::Null => String::new(),
         Cell::Text(s) | Cell::Json(s) => s.clone(),
         Cell::Int(n) => n.to_string(),
+        // As JSON writes it (`47.0`), so the CSV reads like the API.
+        Cell::Float(x) => serde_json::to_string(x).unwrap_or_default(),
         Cell::Time(ns) => Timestamp(*ns).to_rfc3339(),
     }
 }

@@ -45,6 +45,7 @@ pub(super) fn write_json_line(buf: &mut Vec<u8>, q: &ExportQuery, row: &[Cell]) 
             Cell::Null => buf.extend_from_slice(b"null"),
             Cell::Text(s) => serde_json::to_writer(&mut *buf, s).map_err(json)?,
             Cell::Int(n) => write!(buf, "{n}").map_err(|e| export_err("json", e))?,
+            Cell::Float(x) => serde_json::to_writer(&mut *buf, x).map_err(json)?,
             Cell::Time(ns) => serde_json::to_writer(&mut *buf, &Timestamp(*ns)).map_err(json)?,
             Cell::Json(s) => {
                 let v: serde_json::Value =

@@ -509,7 +509,7 @@ async fn call_metadata(
             let q = ExportQuery {
                 sheet: "calls",
                 columns: call_columns(),
-                from: crate::summary::Sources::of(conn)?.call_summary,
+                from: crate::summary::Sources::of(conn)?.call_export,
                 filter: "call_key = ?".into(),
                 params: vec![Value::Text(crate::summary::call_key(&t, &c))],
                 keys: vec![SortKey {
@@ -570,6 +570,19 @@ fn call_columns() -> Vec<Column> {
                 .nested("level_counts", level.as_str()),
         );
     }
+    // From `call_timeline` (see `timeline.rs`), joined in by the export views.
+    for name in [
+        "turn_count",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_max_ms",
+        "llm_input_tokens",
+        "llm_output_tokens",
+        "tts_characters",
+    ] {
+        cols.push(Column::new(name, name, Kind::Integer).width(7.0));
+    }
+    cols.push(Column::new("stt_seconds", "stt_seconds", Kind::Float).width(7.0));
     cols
 }
 
@@ -586,7 +599,7 @@ pub(crate) async fn calls(
     // Chosen once: an export that starts while the journal is empty reads `calls`
     // throughout, and covers what was acknowledged when it started.
     let view = store
-        .read_live(|c| Ok(crate::summary::Sources::of(c)?.call_summary))
+        .read_live(|c| Ok(crate::summary::Sources::of(c)?.call_export))
         .await?;
     let q = ExportQuery {
         sheet: "calls",

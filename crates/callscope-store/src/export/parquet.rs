@@ -24,6 +24,7 @@ pub(super) fn write_parquet(conn: &Connection, q: &ExportQuery, path: &Path) -> 
                 // extension is loaded); Parquet marks the column as adjusted to UTC.
                 Kind::TimestampNs => format!("make_timestamp(({}) // 1000)::TIMESTAMPTZ", c.sql),
                 Kind::Integer => format!("({})::BIGINT", c.sql),
+                Kind::Float => format!("({})::DOUBLE", c.sql),
                 Kind::Text | Kind::Json => format!("({})::VARCHAR", c.sql),
             };
             format!("{expr} AS \"{}\"", c.name)

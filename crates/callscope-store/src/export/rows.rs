@@ -17,6 +17,8 @@ pub(crate) enum Kind {
     TimestampNs,
     /// `VARCHAR` holding JSON text.
     Json,
+    /// `DOUBLE`.
+    Float,
 }
 
 /// One output column: its name in the file, the SQL expression for it, its kind.
@@ -36,7 +38,7 @@ impl Column {
     pub(crate) fn new(name: &'static str, sql: impl Into<String>, kind: Kind) -> Self {
         let width = match kind {
             Kind::Text => 11.0,
-            Kind::Integer => 9.0,
+            Kind::Integer | Kind::Float => 9.0,
             Kind::TimestampNs => 15.0,
             Kind::Json => 44.0,
         };
@@ -143,6 +145,7 @@ pub(crate) enum Cell {
     Null,
     Text(String),
     Int(i64),
+    Float(f64),
     Time(i64),
     Json(String),
 }
@@ -219,6 +222,9 @@ pub(crate) fn fetch_chunk(
                     .get::<_, Option<String>>(i)?
                     .map_or(Cell::Null, Cell::Json),
                 Kind::Integer => row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int),
+                Kind::Float => row
+                    .get::<_, Option<f64>>(i)?
+                    .map_or(Cell::Null, Cell::Float),
                 Kind::TimestampNs => row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Time),
             });
         }

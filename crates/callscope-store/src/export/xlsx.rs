@@ -52,7 +52,7 @@ impl XlsxSink {
             let width = match c.kind {
                 Kind::Json => 60.0,
                 Kind::TimestampNs => 24.0,
-                Kind::Integer => 14.0,
+                Kind::Integer | Kind::Float => 14.0,
                 Kind::Text => 20.0,
             };
             ws.set_column_width(col, width).map_err(xlsx)?;
@@ -86,6 +86,9 @@ impl XlsxSink {
                 #[allow(clippy::cast_precision_loss)]
                 Cell::Int(n) => {
                     ws.write_number(r, col, *n as f64).map_err(xlsx)?;
+                }
+                Cell::Float(x) => {
+                    ws.write_number(r, col, *x).map_err(xlsx)?;
                 }
                 Cell::Time(ns) => match ExcelDateTime::from_serial_datetime(excel_serial(*ns)) {
                     Ok(dt) => {
