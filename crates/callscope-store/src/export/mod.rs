@@ -580,9 +580,9 @@ fn call_columns() -> Vec<Column> {
         "llm_output_tokens",
         "tts_characters",
     ] {
-        cols.push(Column::new(name, name, Kind::Integer).width(7.0));
+        cols.push(Column::new(name, name, Kind::Integer).data_only());
     }
-    cols.push(Column::new("stt_seconds", "stt_seconds", Kind::Float).width(7.0));
+    cols.push(Column::new("stt_seconds", "stt_seconds", Kind::Float).data_only());
     cols
 }
 

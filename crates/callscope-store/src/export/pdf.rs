@@ -43,11 +43,13 @@ const FONT: usize = 3;
 const FONT_BOLD: usize = 4;
 const INFO: usize = 5;
 
-/// The PDF format of an export: the query's heading and columns, the CSV's text for
-/// each cell.
+/// The PDF format of an export: the query's heading and its report columns (see
+/// [`Column::data_only`](super::rows::Column::data_only)), the CSV's text for each cell.
 #[derive(Debug)]
 pub(super) struct PdfSink {
     writer: PdfWriter,
+    /// The indexes of the columns the table shows.
+    shown: Vec<usize>,
 }
 
 impl PdfSink {
@@ -55,9 +57,12 @@ impl PdfSink {
         let h = &q.heading;
         // A column is at least as wide as the longest piece of its name, so that a
         // header wraps at its underscores rather than mid-word.
-        let widths = q
-            .columns
+        let shown: Vec<usize> = (0..q.columns.len())
+            .filter(|&i| q.columns[i].in_report)
+            .collect();
+        let widths = shown
             .iter()
+            .map(|&i| &q.columns[i])
             .map(|c| {
                 let longest = c.name.split('_').map(str::len).max().unwrap_or(1);
                 #[allow(clippy::cast_precision_loss)]
@@ -72,16 +77,20 @@ impl PdfSink {
                 generated: h.generated.clone(),
                 filters: h.filters.clone(),
                 metadata: h.metadata.clone(),
-                columns: q.columns.iter().map(|c| c.name.to_owned()).collect(),
+                columns: shown
+                    .iter()
+                    .map(|&i| q.columns[i].name.to_owned())
+                    .collect(),
                 widths,
                 empty: h.empty.clone(),
             }),
+            shown,
         }
     }
 
     pub(super) fn write_rows(&mut self, rows: &[Row]) {
         for row in rows {
-            let cells: Vec<String> = row.iter().map(csv::text).collect();
+            let cells: Vec<String> = self.shown.iter().map(|&i| csv::text(&row[i])).collect();
             self.writer.row(&cells);
         }
     }

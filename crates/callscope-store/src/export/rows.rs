@@ -32,6 +32,8 @@ pub(crate) struct Column {
     pub(crate) nested: Option<(&'static str, &'static str)>,
     /// Its share of a PDF table's width, in characters (longer text wraps).
     pub(crate) width: f32,
+    /// Shown in a PDF report's table (every column is in the other formats).
+    pub(crate) in_report: bool,
 }
 
 impl Column {
@@ -48,7 +50,15 @@ impl Column {
             kind,
             nested: None,
             width,
+            in_report: true,
         }
+    }
+
+    /// Leaves the column out of a PDF report's table, whose page has room for a set
+    /// number of columns.
+    pub(crate) fn data_only(mut self) -> Self {
+        self.in_report = false;
+        self
     }
 
     /// A PDF table width other than its kind's.
