@@ -24,8 +24,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use callscope_bench::raw;
-use callscope_store::{Store, StoreConfig};
 use callscope_model::{SpanKind, SpanRecord, SpanStatus, TenantRecord, TenantSpan, Timestamp};
+use callscope_store::{Store, StoreConfig};
 use common::Dataset;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -660,7 +660,7 @@ impl Store {
     /// A database error.
     pub async fn call_spans(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<SpanRecord>>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| timeline::call_spans(c, &tenant, &call_id))
+        self.read_live(move |c| timeline::call_spans(c, &tenant, &call_id))
             .await
     }
 
@@ -671,7 +671,7 @@ impl Store {
     /// A database error.
     pub async fn call_turns(&self, tenant: &str, call_id: &str) -> Result<Option<CallTurns>> {
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_now(move |c| timeline::call_turns(c, &tenant, &call_id))
+        self.read_live(move |c| timeline::call_turns(c, &tenant, &call_id))
             .await
     }
 

@@ -27,7 +27,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -157,7 +157,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         crate::summary::column_ddl(false),
         crate::rollup::JOURNAL_DDL
     ))?;
-    // Version 5: spans and the turn facts of the call timeline (`timeline.rs`). Records
+    // Version 6: spans and the turn facts of the call timeline (`timeline.rs`). Records
     // stored before have no `call_metrics` rows; fill them in once.
     let had_metrics = has_table(conn, "call_metrics")?;
     conn.execute_batch(crate::timeline::DDL)?;
