@@ -18,6 +18,12 @@ pub fn key_sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// The SHA-256 of a key, as bytes.
+#[must_use]
+pub fn key_sha256(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
 /// The known keys, by hash. The server replaces the whole set every few seconds
 /// ([`KeyRing::replace`]), so created and revoked keys take effect without a restart.
 #[derive(Debug, Default)]
@@ -127,11 +133,19 @@ impl KeyRing {
     /// constant time, so timing reveals nothing about which or how many keys match.
     #[must_use]
     pub fn tenant_for(&self, presented: &str) -> Option<Arc<str>> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.tenant_for_hash(&key_sha256(presented))
+    }
+
+    /// The tenant of the key whose SHA-256 is `hash`, if the ring still holds it: how a
+    /// console session (which remembers only the hash) checks on every request that
+    /// its key has not been revoked or removed. Constant time, like
+    /// [`Self::tenant_for`], and counted as a use of the key.
+    #[must_use]
+    pub fn tenant_for_hash(&self, hash: &[u8; 32]) -> Option<Arc<str>> {
         let keys = self.keys.read();
         let mut found = None;
         for entry in keys.iter() {
-            if bool::from(entry.hash.ct_eq(&digest)) {
+            if bool::from(entry.hash.ct_eq(hash)) {
                 found = Some(entry);
             }
         }
@@ -145,8 +159,12 @@ impl KeyRing {
     }
 }
 
-/// The tenant the request's API key belongs to. Extracting it answers 401 when the
-/// `Authorization: Bearer` key is missing or unknown.
+/// The tenant the request is scoped to: the one its `Authorization: Bearer` key belongs
+/// to, or, without that header, the one of its console session cookie. Extracting it
+/// answers 401 when neither names a live key; a state-changing request (POST, PUT,
+/// PATCH, DELETE) authenticated by the cookie also needs the session's CSRF token and a
+/// same-origin `Origin` (or `Referer`), else 403 `FORBIDDEN`, so the cookie alone never
+/// authorises a write from another site.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub Arc<str>);
 
@@ -157,10 +175,9 @@ impl FromRequestParts<ApiState> for Tenant {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized)?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return crate::console::session_tenant(parts, state);
+        };
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let (scheme, key) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
@@ -189,6 +206,12 @@ mod tests {
         assert_eq!(ring.tenant_for("cs_live_globex").as_deref(), Some("globex"));
         assert_eq!(ring.tenant_for("cs_live_acmf"), None);
         assert_eq!(ring.tenant_for(""), None);
+        assert_eq!(
+            ring.tenant_for_hash(&key_sha256("cs_live_globex"))
+                .as_deref(),
+            Some("globex")
+        );
+        assert_eq!(ring.tenant_for_hash(&[0; 32]), None);
         assert!(ring.insert("abc", "x").is_err());
 
         // Uses are recorded per key and taken once.

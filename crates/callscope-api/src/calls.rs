@@ -151,9 +151,10 @@ pub struct CommentListBody {
         (status = 201, body = CommentBody),
         (status = 400, body = crate::error::ErrorBody, description = "INVALID_REQUEST_BODY"),
         (status = 401, body = crate::error::ErrorBody, description = "UNAUTHORIZED"),
+        (status = 403, body = crate::error::ErrorBody, description = "FORBIDDEN: a console-session request without the session's CSRF token or from another origin"),
         (status = 404, body = crate::error::ErrorBody, description = "CALL_NOT_FOUND"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("console_session" = []))
 )]
 pub(crate) async fn add_comment(
     State(state): State<ApiState>,

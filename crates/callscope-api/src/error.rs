@@ -17,6 +17,10 @@ pub enum ApiError {
     /// Missing or unknown API key.
     #[error("Missing or invalid API key")]
     Unauthorized,
+    /// A console-session request that is not allowed: a state change without the
+    /// session's CSRF token or from another origin.
+    #[error("{0}")]
+    Forbidden(String),
     /// The tenant has no such call (also when another tenant has it).
     #[error("Call not found")]
     CallNotFound,
@@ -66,6 +70,7 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             ApiError::CallNotFound => (StatusCode::NOT_FOUND, "CALL_NOT_FOUND"),
             ApiError::InvalidPagination(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

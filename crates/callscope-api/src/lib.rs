@@ -2,9 +2,10 @@
 //! comments and exports over HTTP, scoped by API key to one tenant.
 //!
 //! [`router`] builds the axum app. Every `/v1` route takes the tenant from the
-//! request's `Authorization: Bearer` key ([`auth::Tenant`]), so a handler cannot
-//! forget to scope its query; another tenant's call answers 404 exactly as a call
-//! that does not exist. Errors share one JSON shape ([`ApiError`]).
+//! request's `Authorization: Bearer` key or console session cookie ([`auth::Tenant`]),
+//! so a handler cannot forget to scope its query; another tenant's call answers 404
+//! exactly as a call that does not exist. Errors share one JSON shape ([`ApiError`]).
+//! The [`console`] (web pages at `/`) reads through those same routes.
 //!
 //! ```no_run
 //! # async fn demo(store: callscope_store::Store) -> std::io::Result<()> {
@@ -22,6 +23,7 @@
 pub mod auth;
 mod calls;
 mod config;
+pub mod console;
 mod error;
 mod export;
 mod listener;
@@ -69,6 +71,10 @@ pub struct ApiState {
     pub keys: Arc<KeyRing>,
     /// Other components' metrics, rendered on `/metrics` after the store's.
     pub metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
+    /// Console sessions (signed-in browsers).
+    pub sessions: Arc<console::session::Sessions>,
+    /// Sign-in attempts per client address.
+    pub sign_in_limiter: Arc<console::limit::SignInLimiter>,
     requests: Arc<RequestCounts>,
     streams: Arc<stream::Streams>,
 }
@@ -81,6 +87,8 @@ impl ApiState {
             store,
             keys,
             metrics: Arc::new(Vec::new()),
+            sessions: Arc::default(),
+            sign_in_limiter: Arc::default(),
             requests: Arc::default(),
             streams: Arc::default(),
         }
@@ -138,10 +146,6 @@ async fn count_responses(State(state): State<ApiState>, req: Request, next: Next
     resp
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
 /// The longest request URI (path and query) the API reads, in bytes. Longer ones answer
 /// 414 in the JSON error shape. (The HTTP server itself refuses URIs over 65,534 bytes
 /// before any route runs, with a 414 that has no body; this limit is below it so that
@@ -168,7 +172,13 @@ async fn uniform_errors(req: Request, next: Next) -> Response {
     json
 }
 
-/// The customer API and the operations endpoints.
+/// The customer API, the operations endpoints and the console. Every response carries
+/// the console's security headers (Content-Security-Policy, `nosniff`,
+/// `Referrer-Policy`).
+///
+/// Serve it with [`Router::into_make_service_with_connect_info`]
+/// ([`console::limit::ClientAddr`]) so sign-in attempts are limited per client
+/// address; without it all clients share one limit.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/calls/{call_id}/logs", get(logs::call_logs))
@@ -200,7 +210,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .fallback(not_found)
+        .merge(console::routes())
+        .fallback(console::not_found)
+        .layer(middleware::map_response(console::security_headers))
         .layer(middleware::from_fn(uniform_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -11,7 +11,7 @@ use utoipa::{
     openapi::{
         ContentBuilder, Ref, ResponseBuilder,
         path::{Operation, ParameterIn},
-        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
@@ -58,6 +58,13 @@ impl Modify for BearerKey {
                     .description(Some("A tenant's API key"))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "console_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::console::session::COOKIE_NAME,
+                "The console's session cookie (set by `POST /signin`). Accepted by every `/v1` route in place of the key; POST, PUT, PATCH and DELETE by cookie also need the session's CSRF token in `X-CSRF-Token` and a same-origin `Origin` or `Referer`, else 403 `FORBIDDEN`.",
+            ))),
         );
     }
 }

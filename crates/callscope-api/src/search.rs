@@ -51,6 +51,7 @@ pub struct SearchResponse {
         (status = 200, body = SearchResponse),
         (status = 400, body = crate::error::ErrorBody, description = "INVALID_REQUEST_BODY"),
         (status = 401, body = crate::error::ErrorBody, description = "UNAUTHORIZED"),
+        (status = 403, body = crate::error::ErrorBody, description = "FORBIDDEN: a console-session request without the session's CSRF token or from another origin"),
         (status = 422, body = crate::error::ErrorBody, description = "INVALID_PAGINATION_PARAMETERS or INVALID_QUERY_PARAMETERS"),
     ),
     security(("api_key" = []))

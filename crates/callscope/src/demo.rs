@@ -1,5 +1,7 @@
 //! `callscope demo`: a simulated voice agent sends its calls over real OTLP to an
-//! in-process callscope, and the customer view of one call is printed as a timeline.
+//! in-process callscope, the customer view of one call is printed as a timeline, and
+//! the server keeps running with the console's address and an API key printed, so the
+//! calls can be explored in a browser.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -31,10 +33,10 @@ pub struct DemoArgs {
     /// Send over OTLP/HTTP (protobuf) instead of OTLP/gRPC.
     #[arg(long)]
     pub http: bool,
-    /// Keep serving after the demo (on the default ports) until Ctrl-C, to explore the
-    /// API with curl.
+    /// Print the call and exit instead of serving the console and API afterwards (on
+    /// the default ports, until Ctrl-C).
     #[arg(long)]
-    pub serve: bool,
+    pub no_serve: bool,
 }
 
 /// What a demo run produced, for tests.
@@ -54,28 +56,65 @@ pub struct DemoOutcome {
 
 const DEMO_TENANT: &str = "acme";
 
-/// Runs the demo and prints the timeline.
+/// A demo whose server is still running: the console and API answer at
+/// `server.api_addr` for `key`.
+pub struct RunningDemo {
+    /// What the demo printed and found.
+    pub outcome: DemoOutcome,
+    /// The running server.
+    pub server: Server,
+    /// An API key of the demo tenant (also the console's sign-in key).
+    pub key: String,
+    /// Holds the temporary database folder for as long as the server runs.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Runs the demo, prints the timeline and, unless `--no-serve`, the console's address
+/// and a key, then serves until Ctrl-C.
 ///
 /// # Errors
 /// The server could not start, or the API answered unexpectedly.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let outcome = run_quiet(&args).await?;
-    print!("{}", outcome.text);
-    Ok(())
+    let demo = start(&args, args.no_serve).await?;
+    print!("{}", demo.outcome.text);
+    if !args.no_serve {
+        println!("Serving until Ctrl-C …");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    demo.server.shutdown().await
 }
 
-/// Runs the demo and returns what it would print.
+/// Runs the demo on free ports, stops the server, and returns what it would print.
 ///
 /// # Errors
 /// The server could not start, or the API answered unexpectedly.
 pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
-    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
-    let dir = args.data.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let demo = start(args, true).await?;
+    demo.server.shutdown().await?;
+    Ok(demo.outcome)
+}
+
+/// Starts a server (every listener on a free port with `any_port`, else on the
+/// defaults), runs the simulated agent against it and reads one call back; the server
+/// keeps running.
+///
+/// # Errors
+/// The server could not start, or the API answered unexpectedly.
+pub async fn start(args: &DemoArgs, any_port: bool) -> anyhow::Result<RunningDemo> {
+    let tmp = match &args.data {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("creating a temporary folder")?),
+    };
+    let dir = args
+        .data
+        .clone()
+        .or_else(|| tmp.as_ref().map(|t| t.path().to_owned()))
+        .context("no data folder")?;
     let key = crate::keys::generate_key();
 
     let mut config = Config::default();
     config.storage.path = dir.join("callscope.duckdb");
-    if !args.serve {
+    if any_port {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         (
             config.otlp.grpc_addr,
@@ -153,7 +192,7 @@ pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         internal_kept_out,
         &api,
         &key,
-        args.serve,
+        !args.no_serve,
     );
     let outcome = DemoOutcome {
         shown_call: call.call_id.clone(),
@@ -162,19 +201,12 @@ pub async fn run_quiet(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         internal_kept_out,
         text,
     };
-
-    if args.serve {
-        print!("{}", outcome.text);
-        println!("Serving until Ctrl-C …");
-        let _ = tokio::signal::ctrl_c().await;
-        server.shutdown().await?;
-        return Ok(DemoOutcome {
-            text: String::new(),
-            ..outcome
-        });
-    }
-    server.shutdown().await?;
-    Ok(outcome)
+    Ok(RunningDemo {
+        outcome,
+        server,
+        key,
+        _dir: tmp,
+    })
 }
 
 /// Reads one call's customer view, oldest first. Records are committed before the
@@ -327,7 +359,12 @@ fn render(
     if serving {
         let _ = writeln!(
             out,
-            "\nTry it:\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls/{id}/logs?order=asc&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls?status=failed,missed'\n  curl -s -H 'Authorization: Bearer {key}' -H 'content-type: application/json' {api}/v1/logs/search -d '{{\"min_level\": \"ERROR\", \"size\": 5}}'\n",
+            "\nThe console (tenant `{tenant}`):\n\n  open     {api}/\n  API key  {key}\n\nSign in with the key to browse the calls, their conversations, logs and timelines.",
+            tenant = call.tenant
+        );
+        let _ = writeln!(
+            out,
+            "\nOr the API:\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls/{id}/logs?order=asc&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{api}/v1/calls?status=failed,missed'\n  curl -s -H 'Authorization: Bearer {key}' -H 'content-type: application/json' {api}/v1/logs/search -d '{{\"min_level\": \"ERROR\", \"size\": 5}}'\n",
             id = call.call_id
         );
     }

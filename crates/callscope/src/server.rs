@@ -9,7 +9,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use callscope_api::{ApiState, KeyRing};
+use callscope_api::{ApiState, KeyRing, console::limit::ClientAddr};
 use callscope_collector::Collector;
 use callscope_model::metrics::MetricsSource;
 use callscope_store::Store;
@@ -132,10 +132,13 @@ impl Server {
             tokio::spawn({
                 let s = stopped(&stop);
                 async move {
-                    axum::serve(api, api_app)
-                        .with_graceful_shutdown(s)
-                        .await
-                        .context("API server")
+                    axum::serve(
+                        api,
+                        api_app.into_make_service_with_connect_info::<ClientAddr>(),
+                    )
+                    .with_graceful_shutdown(s)
+                    .await
+                    .context("API server")
                 }
             }),
         ));
