@@ -10,6 +10,7 @@ async fn the_demo_ends_with_a_console_to_sign_in_to() {
     let args = DemoArgs {
         calls: 3,
         seed: 7,
+        speed: 0,
         data: None,
         http: false,
         no_serve: false,
@@ -81,6 +82,7 @@ async fn without_serving_the_demo_prints_the_call_and_stops() {
     let args = DemoArgs {
         calls: 2,
         seed: 3,
+        speed: 0,
         data: None,
         http: true,
         no_serve: true,
