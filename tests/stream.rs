@@ -667,9 +667,11 @@ async fn a_slow_consumer_is_cut_off_and_ingest_keeps_its_rate() {
     // ring (per call 64 commits, the tenant's 128, of 10 records).
     let with = ingest_rate(&h, "c-slow", phase, 4000.0).await;
     println!("ingest without a slow reader {without:.0} records/s, with two {with:.0}");
-    // Measured on 2 shared cores the ratio stays near 1; 0.7 leaves room for noise.
+    // Measured on 2 shared cores the ratio stays near 1 (0.64 at worst, with builds
+    // running beside it). A stream that held up the writer would stall every sender
+    // behind it, a ratio near 0, so half the rate still tells the two apart.
     let ratio = with / without;
-    assert!(ratio > 0.7, "ingest slowed to {ratio:.2} of its rate");
+    assert!(ratio > 0.5, "ingest slowed to {ratio:.2} of its rate");
     let (slow_call, slow_wide) = (read_unread(slow_call).await, read_unread(slow_wide).await);
     let m = h.metrics().await;
     let lagged = metric(

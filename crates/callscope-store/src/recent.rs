@@ -39,6 +39,10 @@ use uuid::Uuid;
 /// Fingerprints per generation: 2^20 buckets at hashbrown's 7/8 load, 9 MiB each.
 pub(crate) const GENERATION: usize = (1 << 20) / 8 * 7;
 
+/// Fingerprints per generation of span ids: spans arrive at most about as often as
+/// records, and a generation of a quarter the size still covers minutes of traffic.
+pub(crate) const SPAN_GENERATION: usize = (1 << 18) / 8 * 7;
+
 /// How far past the writer's clock a record's time may be and still count toward the
 /// floor: five minutes, in nanoseconds.
 pub(crate) const AHEAD: i64 = 5 * 60 * 1_000_000_000;

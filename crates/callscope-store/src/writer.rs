@@ -164,6 +164,9 @@ pub(crate) struct Writer {
     journal: Arc<Journal>,
     last_fold: Instant,
     recent: RecentIds,
+    /// The same for `spans`, by start time: a span's id is its trace and span ids, and
+    /// a retried span keeps its start time.
+    recent_spans: RecentIds,
     /// The last commit sequence number given to a record (`logs.seq`). Numbers are
     /// never reused, even by a group that failed: its commit may have been durable.
     last_seq: i64,
@@ -202,7 +205,8 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
-        let (newest, ahead) = Self::stored_times(&conn)?;
+        let (newest, ahead) = Self::stored_times(&conn, "logs", "ts")?;
+        let (newest_span, ahead_spans) = Self::stored_times(&conn, "spans", "start_ns")?;
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -214,6 +218,7 @@ impl Writer {
             journal,
             last_fold: Instant::now(),
             recent: RecentIds::new(newest, &ahead, recent::GENERATION),
+            recent_spans: RecentIds::new(newest_span, &ahead_spans, recent::SPAN_GENERATION),
             last_seq,
             hub,
         };
@@ -227,17 +232,18 @@ impl Writer {
         Ok(writer)
     }
 
-    /// What [`RecentIds`] starts from: the newest stored time no further ahead of the
-    /// clock than [`recent::AHEAD`], and the ids of the records further ahead (at most
-    /// one more than [`recent::AHEAD_CAP`]).
-    fn stored_times(conn: &Connection) -> Result<(i64, Vec<Uuid>)> {
+    /// What [`RecentIds`] starts from, for `table` timed by `ts`: the newest stored
+    /// time no further ahead of the clock than [`recent::AHEAD`], and the ids of the
+    /// rows further ahead (at most one more than [`recent::AHEAD_CAP`]).
+    fn stored_times(conn: &Connection, table: &str, ts: &str) -> Result<(i64, Vec<Uuid>)> {
         let horizon = Timestamp::now().0.saturating_add(recent::AHEAD);
-        let newest: Option<i64> =
-            conn.query_row("SELECT max(ts) FROM logs WHERE ts <= ?", [horizon], |r| {
-                r.get(0)
-            })?;
+        let newest: Option<i64> = conn.query_row(
+            &format!("SELECT max({ts}) FROM {table} WHERE {ts} <= ?"),
+            [horizon],
+            |r| r.get(0),
+        )?;
         let mut stmt = conn.prepare(&format!(
-            "SELECT id::VARCHAR FROM logs WHERE ts > ? LIMIT {}",
+            "SELECT id::VARCHAR FROM {table} WHERE {ts} > ? LIMIT {}",
             recent::AHEAD_CAP + 1
         ))?;
         let ahead = stmt
@@ -519,6 +525,21 @@ impl Writer {
                 .map(move |(i, id)| (id, ts.map_or(b.max_ts, |t| t.value(i))))
         });
         self.recent.remember(ids, n, Timestamp::now().0);
+        let span_ids = batches
+            .iter()
+            .filter_map(|b| b.spans.as_ref())
+            .flat_map(|s| {
+                s.ids
+                    .iter()
+                    .zip(s.spans.iter().map(|t| t.span.start_time.0))
+            });
+        let n_spans = batches
+            .iter()
+            .filter_map(|b| b.spans.as_ref())
+            .map(|s| s.ids.len())
+            .sum();
+        self.recent_spans
+            .remember(span_ids, n_spans, Timestamp::now().0);
         match written {
             Ok((receipts, appended)) => {
                 // Streams hear of the records once they are durable, and before their
@@ -677,7 +698,7 @@ impl Writer {
             .collect();
         let mut spans_to_append = Vec::with_capacity(span_batches.len());
         if !span_batches.is_empty() {
-            let stored = Self::spans_stored(conn, &span_batches)?;
+            let stored = self.spans_stored(&span_batches)?;
             for (i, sb) in span_batches {
                 let keep: Vec<bool> = sb
                     .ids
@@ -784,11 +805,9 @@ impl Writer {
     }
 
     /// The ids of the groups' spans that `spans` already holds, looked up within the
-    /// spans' start times (which the table's zone maps prune to).
-    fn spans_stored(
-        conn: &Connection,
-        batches: &[(usize, &PreparedSpans)],
-    ) -> Result<HashSet<Uuid>> {
+    /// spans' start times (which the table's zone maps prune to). As for records, a
+    /// group newer than the remembered spans' floor looks up only the ids remembered.
+    fn spans_stored(&mut self, batches: &[(usize, &PreparedSpans)]) -> Result<HashSet<Uuid>> {
         let (lo, hi) = batches
             .iter()
             .fold((i64::MAX, i64::MIN), |(lo, hi), (_, b)| {
@@ -797,18 +816,37 @@ impl Writer {
         if lo > hi {
             return Ok(HashSet::new());
         }
+        let covered = self.recent_spans.covers(lo);
+        let mut lookup = Vec::with_capacity(batches.len());
+        for (_, b) in batches {
+            let ids = b
+                .batch
+                .project(&[0])
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let ids = if covered {
+                let mask: BooleanArray = b
+                    .ids
+                    .iter()
+                    .map(|id| Some(self.recent_spans.may_hold(id)))
+                    .collect();
+                filter_record_batch(&ids, &mask).map_err(|e| Error::Corrupt(e.to_string()))?
+            } else {
+                ids
+            };
+            if ids.num_rows() > 0 {
+                lookup.push(ids);
+            }
+        }
+        if lookup.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let conn = self.connection()?;
         conn.prepare_cached("DELETE FROM _incoming_span_ids")?
             .execute([])?;
         {
             let mut app = conn.appender("_incoming_span_ids")?;
-            for (_, b) in batches {
-                let ids = b
-                    .batch
-                    .project(&[0])
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
-                if ids.num_rows() > 0 {
-                    app.append_record_batch(ids)?;
-                }
+            for ids in lookup {
+                app.append_record_batch(ids)?;
             }
             app.flush()?;
         }
