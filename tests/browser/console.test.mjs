@@ -13,7 +13,7 @@ import { writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, Server, XSS_LINE, chromiumPath, rec, screenshotDir, seedCalls, sendLogs } from './harness.mjs';
+import { CHROMIUM_ARGS, Server, XSS_LINE, chromiumPath, rec, screenshotDir, seedCalls, sendLogs, sendSpans } from './harness.mjs';
 
 let server;
 let browser;
@@ -57,6 +57,7 @@ before(async () => {
   const seeded = seedCalls();
   ids = seeded.ids;
   await sendLogs(server, seeded.records);
+  await sendSpans(server, seeded.spans);
   browser = await chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS });
   context = await browser.newContext({
     viewport: { width: 1280, height: 800 },
@@ -108,13 +109,13 @@ describe('the console', () => {
     assert.ok(!cookie.value.includes(server.keys.acme));
   });
 
-  test('the call logs show exactly the tenant\'s calls in the nine columns', async () => {
+  test('the call logs show exactly the tenant\'s calls in the nine columns and the p95 turn latency', async () => {
     await page.getByRole('heading', { name: 'Call logs' }).waitFor();
     const table = page.getByRole('table');
     await table.waitFor();
     const headers = await table.locator('thead th').allTextContents();
     assert.deepEqual(headers.map((s) => s.trim().toLowerCase()),
-      ['call id', 'recording', 'direction', 'from', 'to', 'duration', 'start time', 'status', 'hangup reason']);
+      ['call id', 'recording', 'direction', 'from', 'to', 'duration', 'turn p95', 'start time', 'status', 'hangup reason']);
     await waitFor(async () => (await table.locator('tbody tr').count()) === 4, 'four acme calls');
     const text = await table.innerText();
     for (const id of [ids.completed, ids.failed, ids.missed, ids.live]) assert.ok(text.includes(id), id);
@@ -124,6 +125,13 @@ describe('the console', () => {
     assert.match(await row.innerText(), /5m 32s/);
     assert.match(await row.locator('time').innerText(), /CES?T|GMT\+\d/);
     assert.equal(await row.locator('.badge').innerText(), 'Completed');
+    // The p95 turn latency is the API's figure, formatted; a call without turns shows a dash.
+    const api = await (await fetch(`${server.base}/v1/calls/${ids.completed}`, { headers: { Authorization: `Bearer ${server.keys.acme}` } })).json();
+    assert.ok(api.latency_p95_ms > 0, 'the seeded call has turn latencies');
+    const p95 = api.latency_p95_ms < 1000 ? `${Math.round(api.latency_p95_ms)} ms` : `${(api.latency_p95_ms / 1000).toFixed(2)} s`;
+    assert.equal((await row.locator('td').nth(6).innerText()).trim(), p95);
+    const missed = table.locator('tbody tr', { hasText: ids.missed });
+    assert.equal((await missed.locator('td').nth(6).innerText()).trim(), '—');
     await page.getByText(/4 calls/).waitFor();
     await shot('03-calls');
   });
@@ -310,6 +318,14 @@ describe('the console', () => {
     assert.ok(text.includes('2.10 s'), 'the slowest turn');
     assert.ok(text.includes('890 ms'));
     assert.ok(await panel.getByRole('img', { name: /Turn 2: speech-to-text 210 ms, LLM first token 1.35 s/ }).count() === 1);
+    // The stored spans as a waterfall, in start order; the internal span is not there.
+    const waterfall = panel.getByRole('list', { name: 'Spans by start time' });
+    await waterfall.waitFor();
+    const names = (await waterfall.locator('.wf-name').allTextContents()).map((s) => s.trim());
+    assert.deepEqual(names, ['turn', 'stt', 'llm', 'tts']);
+    assert.equal(await waterfall.locator('.wf-bar.error').count(), 1, 'the failed LLM call is marked');
+    assert.ok((await waterfall.innerText()).includes('2.10 s'), 'the turn span\'s duration');
+    assert.ok(!(await panel.innerText()).includes('orders.lookup'), 'internal spans are never shown');
     await shot('12-call-timeline');
   });
 

@@ -139,6 +139,35 @@ export async function sendLogs(server, records) {
   }
 }
 
+/** One span of a call: customer-visible unless `internal`. Times in ms since the epoch. */
+export function span(tenant, callId, traceId, spanId, parentId, name, startMs, endMs, { internal = false, error = null } = {}) {
+  const attrs = internal ? { 'call.id': callId, 'tenant.id': tenant, 'db.statement': 'SELECT * FROM orders' }
+    : { 'call.id': callId, 'tenant.id': tenant, 'callscope.visibility': 'customer' };
+  const ns = (ms) => String(BigInt(Math.round(ms)) * 1000000n);
+  return {
+    traceId, spanId, parentSpanId: parentId || '', name, kind: 1,
+    startTimeUnixNano: ns(startMs), endTimeUnixNano: ns(endMs),
+    attributes: Object.entries(attrs).map(([key, v]) => ({ key, value: anyValue(v) })),
+    status: error ? { code: 2, message: error } : { code: 0 },
+  };
+}
+
+/** Sends spans over OTLP/HTTP JSON; resolves once callscope has committed them. */
+export async function sendSpans(server, spans) {
+  const body = {
+    resourceSpans: [{
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'browser-suite-agent' } }] },
+      scopeSpans: [{ scope: { name: 'callscope-browser-suite' }, spans }],
+    }],
+  };
+  const resp = await fetch(`${server.otlp}/v1/traces`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!resp.ok) throw new Error(`OTLP trace export answered ${resp.status}: ${await resp.text()}`);
+  const answer = await resp.json().catch(() => ({}));
+  if (answer.partialSuccess && Number(answer.partialSuccess.rejectedSpans || 0) > 0) {
+    throw new Error('OTLP trace export rejected spans: ' + JSON.stringify(answer));
+  }
+}
+
 export const XSS_LINE = '<img src=x onerror=alert(1)>';
 
 /** The calls the suite reads: four for acme (completed, failed, missed, in progress) and one for globex. */
@@ -163,6 +192,16 @@ export function seedCalls() {
   r.push(rec('acme', A, 'TURN_LATENCY', t += 300, { turn: 1, stt_ms: 180, llm_ttft_ms: 420, tts_ttfb_ms: 150, end_to_end_ms: 890 }));
   r.push(rec('acme', A, 'AGENT_MESSAGE_SENT', t += 600, { text: 'Sorry, I did not catch that. Could you say it again?', turn: 1 }));
   r.push(rec('acme', A, 'USER_MESSAGE_RECEIVED', t += 5000, { text: "I'd like to check my order status, it's order 4471.", turn: 2, confidence: 0.97 }));
+  // Turn 2 as spans: the turn, its three stages (the LLM's ended in an error) and one
+  // internal span, which is forwarded but never stored.
+  const trace = randomUUID().replaceAll('-', '');
+  const spans = [
+    span('acme', A, trace, '00000000000000a1', null, 'turn', t, t + 2100),
+    span('acme', A, trace, '00000000000000a2', '00000000000000a1', 'stt', t + 5, t + 210),
+    span('acme', A, trace, '00000000000000a3', '00000000000000a1', 'llm', t + 210, t + 1560, { error: 'rate limited, retried' }),
+    span('acme', A, trace, '00000000000000a4', '00000000000000a1', 'tts', t + 1560, t + 1750),
+    span('acme', A, trace, '00000000000000a5', '00000000000000a3', 'orders.lookup', t + 300, t + 900, { internal: true }),
+  ];
   r.push(rec('acme', A, 'INTEGRATION_TOOL_FAILED', t += 400, { tool_name: 'crm_lookup', failure_reason: 'timeout after 10 s', latency_ms: 10000 }, 'ERROR'));
   r.push(rec('acme', A, 'TURN_LATENCY', t += 300, { turn: 2, stt_ms: 210, llm_ttft_ms: 1350, tts_ttfb_ms: 190, end_to_end_ms: 2100 }));
   r.push(rec('acme', A, 'AGENT_MESSAGE_SENT', t += 600, { text: 'Order 4471 shipped yesterday and should arrive on Friday.', turn: 2 }));
@@ -195,5 +234,5 @@ export function seedCalls() {
   const G = ids.globex;
   r.push(rec('globex', G, 'CALL_STARTED', t, { direction: 'outbound', from: '+1 555 0300', to: '+1 555 0301' }));
   r.push(rec('globex', G, 'CALL_COMPLETED', t += 60000, { duration_ms: 60000, hangup_reason: 'agent_hangup', hangup_source: 'agent' }));
-  return { ids, records: r };
+  return { ids, records: r, spans };
 }

@@ -10,6 +10,14 @@ const PAGE_SIZES = [25, 50, 100, 200];
 const DEFAULT_LIMIT = 50;
 const POLL_MS = 5000;
 
+// The report's columns: the nine of the call-logs report, then the call's p95 turn
+// latency (end to end, from its TURN_LATENCY events). Second: the header's tooltip.
+const COLUMNS = [
+  ['Call ID'], ['Recording'], ['Direction'], ['From'], ['To'], ['Duration'],
+  ['Turn p95', 'The 95th percentile of the call\'s turn latencies, end to end'],
+  ['Start time'], ['Status'], ['Hangup reason'],
+];
+const NUMERIC = new Set(['Duration', 'Turn p95']);
 const STATUSES = ['in_progress', 'completed', 'failed', 'canceled', 'missed'];
 const TEXT_FILTERS = [
   ['from_number', 'From', 'Digits of the caller'],
@@ -138,8 +146,7 @@ export function render(main) {
   ui.tbody = h('tbody');
   ui.tableArea = h('div', { class: 'table-wrap' });
   ui.table = h('table', { class: 'data', 'aria-describedby': 'calls-summary' },
-    h('thead', {}, h('tr', {}, ['Call ID', 'Recording', 'Direction', 'From', 'To', 'Duration', 'Start time', 'Status', 'Hangup reason']
-      .map((c) => h('th', { scope: 'col', class: c === 'Duration' ? 'nowrap num' : 'nowrap', text: c })))),
+    h('thead', {}, h('tr', {}, COLUMNS.map(([c, title]) => h('th', { scope: 'col', class: NUMERIC.has(c) ? 'nowrap num' : 'nowrap', title, text: c })))),
     ui.tbody);
   ui.pagerText = h('span', {});
   ui.prev = h('button', { type: 'button', class: 'btn btn-small', text: '← Previous', on: { click: () => goPage(-1) } });
@@ -217,7 +224,7 @@ export function render(main) {
   }
 
   function skeleton() {
-    replace(ui.tbody, Array.from({ length: 6 }, () => h('tr', { class: 'skeleton-row' }, Array.from({ length: 9 }, () => h('td', { text: '·' })))));
+    replace(ui.tbody, Array.from({ length: 6 }, () => h('tr', { class: 'skeleton-row' }, Array.from({ length: COLUMNS.length }, () => h('td', { text: '·' })))));
     replace(ui.tableArea, ui.table);
   }
 
@@ -232,6 +239,7 @@ export function render(main) {
       h('td', { text: c.from || '—' }),
       h('td', { text: c.to || '—' }),
       h('td', { class: 'num', text: c.status === 'in_progress' && c.duration_ms == null ? 'ongoing' : fmt.duration(c.duration_ms) }),
+      h('td', { class: 'num', title: c.turn_count ? `${c.turn_count} ${c.turn_count === 1 ? 'turn' : 'turns'}, p50 ${fmt.millis(c.latency_p50_ms)}, max ${fmt.millis(c.latency_max_ms)}` : null, text: fmt.millis(c.latency_p95_ms) }),
       h('td', { class: 'nowrap' }, h('time', { datetime: c.started_at, title: fmt.time(c.started_at), text: fmt.shortTime(c.started_at) })),
       h('td', {}, badge(c.status)),
       h('td', { text: c.hangup_reason ? fmt.words(c.hangup_reason) : '—' }));
