@@ -45,7 +45,7 @@ macro_rules! call_span {
 /// Forms (fields and an optional message follow as in `tracing::info!`, with `%` and `?`
 /// sigils; integers, floats and booleans stay typed):
 ///
-/// - `call_event!(CODE, field = value, ..)`: a catalogue event (EVENTS.md) at its default
+/// - `call_event!(CODE, field = value, ..)`: a catalogue event (`docs/events.md`) at its default
 ///   level. `CODE` is a constant of `callscope_model::events`, so a typo does not compile.
 /// - `call_event!(level: Level::Warning, CODE, ..)`: the same at another level (a
 ///   constant `callscope_model::Level`).
