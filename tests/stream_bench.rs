@@ -97,7 +97,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn a_thousand_streams() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), None, "");
-    let server = Callscope::start(&config, &[("CALLSCOPE_LOG", "warn")]);
+    let server = Callscope::start(&config, &[]);
     let http = otlp::http_client();
     let calls: Vec<String> = (0..STREAMS).map(|i| format!("watched-{i}")).collect();
     let (seed, _) = one_each(&calls, 0);
