@@ -68,6 +68,13 @@ fn spans_for(records: &[TenantRecord]) -> Vec<TenantSpan> {
 }
 
 fn write(c: &mut Criterion) {
+    // `CALLSCOPE_LOG=callscope_store=debug` prints the writer's phases per group commit.
+    if let Ok(filter) = std::env::var("CALLSCOPE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     // Plenty of unique records: the benchmark takes fresh ones as it goes.

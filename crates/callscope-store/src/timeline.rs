@@ -49,7 +49,11 @@ use duckdb::{
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-use crate::{Error, Result, query::parse_id, summary::millis};
+use crate::{
+    Error, Result,
+    query::parse_id,
+    summary::{CallDelta, millis},
+};
 
 /// The tables this module reads and writes.
 pub(crate) const DDL: &str = "
@@ -250,7 +254,12 @@ pub(crate) fn write_metrics<'a>(
 pub(crate) struct PreparedSpans {
     pub(crate) ids: Vec<Uuid>,
     pub(crate) batch: RecordBatch,
-    pub(crate) spans: Vec<TenantSpan>,
+    /// Each span's start time, by row.
+    pub(crate) starts: Vec<i64>,
+    /// What the spans add to their calls' summaries (the window, agent and trace), one
+    /// delta per call. Built here, off the writer's thread; a span stored before adds
+    /// nothing new, so a request's deltas apply whichever of its spans are new.
+    pub(crate) calls: Vec<CallDelta>,
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
 }
@@ -335,10 +344,29 @@ pub(crate) fn prepare_spans(spans: Vec<TenantSpan>, schema: &SchemaRef) -> Resul
         Arc::new(StringArray::from(attributes)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(corrupt)?;
+    let mut calls: Vec<CallDelta> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for s in &spans {
+        let (tenant, call_id) = (s.tenant.as_str(), s.span.call_id.as_str());
+        let i = *index.entry((tenant, call_id)).or_insert_with(|| {
+            let mut d = CallDelta::new(tenant, call_id, s.span.start_time.0);
+            d.agent_id.clone_from(&s.span.agent_id);
+            d.trace_id = Some(s.span.trace_id.clone());
+            calls.push(d);
+            calls.len() - 1
+        });
+        let d = &mut calls[i];
+        d.first_ts = d.first_ts.min(s.span.start_time.0);
+        d.last_ts = d.last_ts.max(s.span.end_time.0).max(s.span.start_time.0);
+        if d.agent_id.is_none() {
+            d.agent_id.clone_from(&s.span.agent_id);
+        }
+    }
     Ok(PreparedSpans {
         ids,
         batch,
-        spans,
+        starts: spans.iter().map(|s| s.span.start_time.0).collect(),
+        calls,
         min_ts,
         max_ts,
     })

@@ -528,11 +528,7 @@ impl Writer {
         let span_ids = batches
             .iter()
             .filter_map(|b| b.spans.as_ref())
-            .flat_map(|s| {
-                s.ids
-                    .iter()
-                    .zip(s.spans.iter().map(|t| t.span.start_time.0))
-            });
+            .flat_map(|s| s.ids.iter().zip(s.starts.iter().copied()));
         let n_spans = batches
             .iter()
             .filter_map(|b| b.spans.as_ref())
@@ -706,12 +702,8 @@ impl Writer {
                     .map(|id| !stored.contains(id) && seen.insert(*id))
                     .collect();
                 let kept = keep.iter().filter(|k| **k).count();
-                for (s, _) in sb.spans.iter().zip(&keep).filter(|(_, k)| **k) {
-                    let mut d = CallDelta::new(&s.tenant, &s.span.call_id, s.span.start_time.0);
-                    d.last_ts = d.last_ts.max(s.span.end_time.0);
-                    d.agent_id.clone_from(&s.span.agent_id);
-                    d.trace_id = Some(s.span.trace_id.clone());
-                    deltas.push(d);
+                if kept > 0 {
+                    deltas.extend(sb.calls.iter().cloned());
                 }
                 receipts[i].inserted += kept;
                 receipts[i].duplicates += sb.ids.len() - kept;
