@@ -395,7 +395,8 @@ impl Store {
             .clone()
             .try_acquire_many_owned(want)
             .map_err(|_| Error::Overloaded)?;
-        let prepared = timeline::prepare_spans(spans, &self.inner.span_schema)?;
+        let prepared = timeline::prepare_spans(&spans, &self.inner.span_schema)?;
+        drop(spans);
         let batch = prepare::PreparedBatch::of_spans(prepared, &self.inner.schema);
         let (reply, rx) = oneshot::channel();
         {

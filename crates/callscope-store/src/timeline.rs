@@ -287,11 +287,11 @@ pub(crate) fn spans_schema() -> SchemaRef {
 }
 
 /// Builds the columnar batch for `spans`.
-pub(crate) fn prepare_spans(spans: Vec<TenantSpan>, schema: &SchemaRef) -> Result<PreparedSpans> {
+pub(crate) fn prepare_spans(spans: &[TenantSpan], schema: &SchemaRef) -> Result<PreparedSpans> {
     let corrupt = |e: duckdb::arrow::error::ArrowError| Error::Corrupt(e.to_string());
     let ids: Vec<Uuid> = spans.iter().map(|s| s.span.id).collect();
     let mut attributes = Vec::with_capacity(spans.len());
-    for s in &spans {
+    for s in spans {
         attributes.push(if s.span.attributes.is_empty() {
             None
         } else {
@@ -346,7 +346,7 @@ pub(crate) fn prepare_spans(spans: Vec<TenantSpan>, schema: &SchemaRef) -> Resul
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(corrupt)?;
     let mut calls: Vec<CallDelta> = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-    for s in &spans {
+    for s in spans {
         let (tenant, call_id) = (s.tenant.as_str(), s.span.call_id.as_str());
         let i = *index.entry((tenant, call_id)).or_insert_with(|| {
             let mut d = CallDelta::new(tenant, call_id, s.span.start_time.0);
