@@ -14,8 +14,9 @@
 //! - `store_append/8x500_concurrent_with_spans`: the eight concurrent record requests of
 //!   `store_append/8x500_concurrent`, each next to a request of 400 spans of the same
 //!   calls (a turn span and three stage spans for every five records, more than a voice
-//!   agent sends), all stored by the same writer. Throughput counts records only, so the
-//!   two cases compare what storing spans costs log ingest.
+//!   agent sends), all stored by the same writer; `..._with_spans_as_simulated` the same
+//!   with a turn for every fifteen records, the simulator's mix. Throughput counts
+//!   records only, so the cases compare what storing spans costs log ingest.
 
 #![allow(missing_docs)]
 
@@ -33,12 +34,13 @@ const BATCH: u64 = 500;
 /// Batches in the raw Appender's pool.
 const POOL: u64 = 64;
 
-/// Four spans for every five records, of the same calls, starting at the records' times.
-fn spans_for(records: &[TenantRecord]) -> Vec<TenantSpan> {
+/// Four spans (a turn and its three stages) for every `turn` records, of the same calls,
+/// starting at the records' times.
+fn spans_for(records: &[TenantRecord], turn: usize) -> Vec<TenantSpan> {
     records
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % 5 != 4)
+        .filter(|(i, _)| i % turn < 4)
         .map(|(i, r)| {
             let id = r.record.id;
             let ts = r.record.timestamp.0;
@@ -50,14 +52,14 @@ fn spans_for(records: &[TenantRecord]) -> Vec<TenantSpan> {
                     agent_id: r.record.agent_id.clone(),
                     trace_id: r.record.trace_id.clone().unwrap_or_default(),
                     span_id: format!("{:016x}", id.as_u64_pair().0),
-                    parent_span_id: (i % 5 != 0).then(|| "00000000000000aa".to_owned()),
-                    name: ["turn", "stt", "llm", "tts"][i % 5].to_owned(),
+                    parent_span_id: (i % turn != 0).then(|| "00000000000000aa".to_owned()),
+                    name: ["turn", "stt", "llm", "tts"][i % turn].to_owned(),
                     kind: SpanKind::Internal,
                     start_time: Timestamp(ts),
                     end_time: Timestamp(ts + 350_000_000),
                     status: SpanStatus::Unset,
                     status_message: None,
-                    attributes: serde_json::json!({"turn": i / 5, "model": "voice-llm-small"})
+                    attributes: serde_json::json!({"turn": i / turn, "model": "voice-llm-small"})
                         .as_object()
                         .cloned()
                         .unwrap_or_default(),
@@ -66,6 +68,11 @@ fn spans_for(records: &[TenantRecord]) -> Vec<TenantSpan> {
         })
         .collect()
 }
+
+/// Span mixes beside the records: a turn's four spans for every five records (more than a
+/// voice agent sends), and for every fifteen, as the simulator's calls store them (188
+/// spans beside 707 records for 40 calls of `callscope demo`).
+const SPAN_MIXES: [(&str, usize); 2] = [("with_spans", 5), ("with_spans_as_simulated", 15)];
 
 fn write(c: &mut Criterion) {
     // `CALLSCOPE_LOG=callscope_store=debug` prints the writer's phases per group commit.
@@ -161,30 +168,32 @@ fn write(c: &mut Criterion) {
             total
         });
     });
-    g.bench_function("store_append/8x500_concurrent_with_spans", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let batches: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
-                let spans: Vec<_> = batches.iter().map(|r| spans_for(r)).collect();
-                let t = Instant::now();
-                rt.block_on(async {
-                    let mut tasks = Vec::new();
-                    for (r, sp) in batches.into_iter().zip(spans) {
-                        let s = store.clone();
-                        tasks.push(tokio::spawn(async move { s.append(r).await }));
-                        let s = store.clone();
-                        tasks.push(tokio::spawn(async move { s.append_spans(sp).await }));
-                    }
-                    for t in tasks {
-                        t.await.expect("task").expect("appends");
-                    }
-                });
-                total += t.elapsed();
-            }
-            total
+    for (name, turn) in SPAN_MIXES {
+        g.bench_function(format!("store_append/8x500_concurrent_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
+                    let spans: Vec<_> = batches.iter().map(|r| spans_for(r, turn)).collect();
+                    let t = Instant::now();
+                    rt.block_on(async {
+                        let mut tasks = Vec::new();
+                        for (r, sp) in batches.into_iter().zip(spans) {
+                            let s = store.clone();
+                            tasks.push(tokio::spawn(async move { s.append(r).await }));
+                            let s = store.clone();
+                            tasks.push(tokio::spawn(async move { s.append_spans(sp).await }));
+                        }
+                        for t in tasks {
+                            t.await.expect("task").expect("appends");
+                        }
+                    });
+                    total += t.elapsed();
+                }
+                total
+            });
         });
-    });
+    }
     g.bench_function("raw_appender/columnar_8x500_one_commit", |b| {
         b.iter_batched(
             || (0..8).map(|_| next_batch()).collect::<Vec<_>>(),
