@@ -1,7 +1,9 @@
 //! `callscope demo`: the simulated agent's calls arrive over real OTLP, and the demo
 //! ends with the console's address and a key that signs in to a console showing them.
 
-use callscope::demo::{DemoArgs, start};
+use std::time::{Duration, Instant};
+
+use callscope::demo::{DemoArgs, keep_calling, start, telemetry};
 use reqwest::{StatusCode, header, redirect::Policy};
 use serde_json::Value;
 
@@ -56,15 +58,18 @@ async fn the_demo_ends_with_a_console_to_sign_in_to() {
             .unwrap()
             .contains(r#"<meta name="cs-page" content="calls">"#)
     );
-    let calls: Value = http
-        .get(format!("{base}/v1/calls"))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The calls list as the console's session reads it.
+    let list = async || -> Value {
+        http.get(format!("{base}/v1/calls"))
+            .header(header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let calls = list().await;
     assert_eq!(calls["total_count"], 3, "{calls}");
     let shown = &demo.outcome.shown_call;
     assert!(
@@ -74,6 +79,33 @@ async fn the_demo_ends_with_a_console_to_sign_in_to() {
             .iter()
             .any(|c| c["call_id"] == shown.as_str())
     );
+
+    // While it serves, the simulated agent keeps placing calls, one every few seconds,
+    // each seen in progress before it ends: the console's live view has calls to follow.
+    let telemetry = telemetry(&args, &demo.server).unwrap();
+    let calling = tokio::spawn(keep_calling(args.clone(), telemetry.dispatch().clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let calls = list().await;
+        let live = calls["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["status"] == "in_progress");
+        if calls["total_count"].as_u64() > Some(3) && live {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new call in progress: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    calling.abort();
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
     demo.server.shutdown().await.unwrap();
 }
 

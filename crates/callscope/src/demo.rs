@@ -1,7 +1,8 @@
 //! `callscope demo`: a simulated voice agent sends its calls over real OTLP to an
 //! in-process callscope, the customer view of one call is printed as a timeline, and
 //! the server keeps running with the console's address and an API key printed, so the
-//! calls can be explored in a browser.
+//! calls can be explored in a browser. While it serves, the simulated agent goes on
+//! placing a call at a time, so the console's live updates have something to show.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -78,10 +79,58 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let demo = start(&args, args.no_serve).await?;
     print!("{}", demo.outcome.text);
     if !args.no_serve {
-        println!("Serving until Ctrl-C …");
+        println!("Serving until Ctrl-C; the simulated agent places a new call every few seconds …");
+        let telemetry = telemetry(&args, &demo.server)?;
+        let calling = tokio::spawn(keep_calling(args.clone(), telemetry.dispatch().clone()));
         let _ = tokio::signal::ctrl_c().await;
+        calling.abort();
+        // What the agent emitted before Ctrl-C is flushed to the server before it stops.
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .context("flushing OTLP export")?
+            .context("flushing OTLP export")?;
     }
     demo.server.shutdown().await
+}
+
+/// Calls placed one after another while the demo serves, each with a seed of its own,
+/// at the demo's speed (10 when it is 0, so that a call is seen live). Runs until
+/// dropped or aborted.
+pub async fn keep_calling(args: DemoArgs, dispatch: tracing::Dispatch) {
+    for round in 1u64.. {
+        let sim = SimConfig {
+            calls: 1,
+            tenants: vec![DEMO_TENANT.into()],
+            seed: args.seed.wrapping_add(round),
+            speed: Some(if args.speed == 0 { 10 } else { args.speed }),
+        };
+        callscope_sim::run(&sim)
+            .with_subscriber(dispatch.clone())
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// The simulated agent's OTLP export to `server`, over the protocol `args` chose.
+///
+/// # Errors
+/// The exporter could not be set up.
+pub fn telemetry(args: &DemoArgs, server: &Server) -> anyhow::Result<callscope_tracing::Telemetry> {
+    let (protocol, endpoint) = if args.http {
+        (
+            Protocol::HttpProtobuf,
+            format!("http://{}", server.http_addr),
+        )
+    } else {
+        (Protocol::Grpc, format!("http://{}", server.grpc_addr))
+    };
+    CallscopeTracing::builder()
+        .service_name("voice-agent-demo")
+        .protocol(protocol)
+        .endpoint(endpoint)
+        .env_filter("info")
+        .build()
+        .context("setting up OTLP export")
 }
 
 /// Runs the demo on free ports, stops the server, and returns what it would print.
@@ -129,21 +178,7 @@ pub async fn start(args: &DemoArgs, any_port: bool) -> anyhow::Result<RunningDem
     let server = Server::start(&config).await?;
 
     // The simulated agent exports over real OTLP, exactly as an agent service would.
-    let (protocol, endpoint) = if args.http {
-        (
-            Protocol::HttpProtobuf,
-            format!("http://{}", server.http_addr),
-        )
-    } else {
-        (Protocol::Grpc, format!("http://{}", server.grpc_addr))
-    };
-    let telemetry = CallscopeTracing::builder()
-        .service_name("voice-agent-demo")
-        .protocol(protocol)
-        .endpoint(endpoint)
-        .env_filter("info")
-        .build()
-        .context("setting up OTLP export")?;
+    let telemetry = telemetry(args, &server)?;
     let sim = SimConfig {
         calls: args.calls.max(1),
         tenants: vec![DEMO_TENANT.into()],
