@@ -36,9 +36,7 @@ use crate::{
     record::{CallAttrs, Captured, Head, Pending, SpanIds, TURN_FIELD, Values},
 };
 
-/// The target of every call event; the layer recognises call events by it, and the
-/// builder's filter always lets it through.
-pub const EVENT_TARGET: &str = "callscope::event";
+pub use crate::record::EVENT_TARGET;
 /// The target of every call span.
 pub const CALL_SPAN_TARGET: &str = "callscope::call";
 /// The name of every call span (also the name of its OpenTelemetry span).

@@ -16,7 +16,10 @@ use opentelemetry::{
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
 use tracing_core::field::{Field, Visit};
 
-use crate::layer::EVENT_TARGET;
+/// The target of every call event; the layer recognises call events by it, and the
+/// builder's filter always lets it through. (Defined here, where records are built, so
+/// that this module needs nothing of the layer's.)
+pub const EVENT_TARGET: &str = "callscope::event";
 
 /// Field of a hand-written call event naming its category (the macros pass it out of band).
 const CATEGORY_FIELD: &str = keys::CATEGORY;
