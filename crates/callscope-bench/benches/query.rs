@@ -6,6 +6,9 @@
 //!     cargo bench --workspace --lib --bench query
 //! ```
 //!
+//! The calls case reads the first page of the calls list, unfiltered and with the
+//! filters that match inside values (number digits, `q`, a duration range).
+//!
 //! The timeline case adds one 200-turn call (its records and 800 spans, stored once
 //! however often the bench runs) and times `GET /v1/calls/{id}/spans` and `/turns` for
 //! it, as the store answers them.
@@ -34,7 +37,8 @@ use callscope_model::{
     Timestamp,
 };
 use callscope_store::{
-    LogFilter, LogQuery, Order, PageAt, SearchFilter, SearchQuery, Store, StoreConfig,
+    CallFilter, CallSearch, DurationRange, LogFilter, LogQuery, Order, PageAt, SearchFilter,
+    SearchQuery, Store, StoreConfig,
 };
 use common::{Dataset, START_NS, percentiles, splitmix};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
@@ -282,8 +286,80 @@ fn queries(c: &mut Criterion) {
         );
     }
     group.finish();
+    calls_list(c, &rt, &store, &tenant, &label);
     timeline(c, &rt, &store, &label);
     rt.block_on(store.shutdown()).expect("shutdown");
+}
+
+/// The calls list as `GET /v1/calls` reads it, a page of 100 newest first, unfiltered
+/// and with the filters that match inside values: digits inside a number, `q` (a call-id
+/// prefix or digits in either number), and a duration range.
+fn calls_list(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    tenant: &str,
+    label: &str,
+) {
+    let q = |text: &str, digits: Option<&str>| CallFilter {
+        search: Some(CallSearch {
+            call_id_prefix: text.into(),
+            number_digits: digits.map(Into::into),
+        }),
+        ..CallFilter::default()
+    };
+    let cases: Vec<(&str, CallFilter)> = vec![
+        ("all", CallFilter::default()),
+        (
+            "from_number_digits",
+            CallFilter {
+                from_number: Some("5550012".into()),
+                ..CallFilter::default()
+            },
+        ),
+        ("q_number", q("555 0012", Some("5550012"))),
+        ("q_call_id_prefix", q("0000", None)),
+        (
+            "duration_range",
+            CallFilter {
+                duration: DurationRange {
+                    min_ms: Some(60_000),
+                    max_ms: Some(120_000),
+                },
+                ..CallFilter::default()
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group(format!("calls_{label}"));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(10));
+    for (name, filter) in cases {
+        let mut samples: Vec<u64> = Vec::new();
+        let mut matches = 0;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let page = rt
+                        .block_on(store.list_calls(tenant, filter.clone(), 100, 0))
+                        .expect("calls");
+                    let d = t.elapsed();
+                    matches = page.total_count;
+                    total += d;
+                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                }
+                total
+            });
+        });
+        println!(
+            "calls_{label}/{name} [{matches} matches]: {}",
+            percentiles(&mut samples)
+        );
+    }
+    group.finish();
 }
 
 /// The 200-turn call: per turn a user and an agent message and a `TURN_LATENCY` (600
