@@ -115,11 +115,15 @@ impl Callscope {
                     logs.lock().unwrap().join("\n")
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "callscope did not start within 60 s:\n{}",
-                logs.lock().unwrap().join("\n")
-            );
+            if Instant::now() >= deadline {
+                // Not left running behind the failed test.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "callscope did not start within 60 s:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
         }
     }
 
