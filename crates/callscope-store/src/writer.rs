@@ -205,8 +205,8 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
-        let (newest, ahead) = Self::stored_times(&conn, "logs", "ts")?;
-        let (newest_span, ahead_spans) = Self::stored_times(&conn, "spans", "start_ns")?;
+        let (newest, ahead) = Self::stored_times(&conn, &LOGS)?;
+        let (newest_span, ahead_spans) = Self::stored_times(&conn, &SPANS)?;
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -232,10 +232,11 @@ impl Writer {
         Ok(writer)
     }
 
-    /// What [`RecentIds`] starts from, for `table` timed by `ts`: the newest stored
-    /// time no further ahead of the clock than [`recent::AHEAD`], and the ids of the
-    /// rows further ahead (at most one more than [`recent::AHEAD_CAP`]).
-    fn stored_times(conn: &Connection, table: &str, ts: &str) -> Result<(i64, Vec<Uuid>)> {
+    /// What [`RecentIds`] starts from, for `kind`'s table: the newest stored time no
+    /// further ahead of the clock than [`recent::AHEAD`], and the ids of the rows further
+    /// ahead (at most one more than [`recent::AHEAD_CAP`]).
+    fn stored_times(conn: &Connection, kind: &Deduped) -> Result<(i64, Vec<Uuid>)> {
+        let Deduped { table, ts, .. } = kind;
         let horizon = Timestamp::now().0.saturating_add(recent::AHEAD);
         let newest: Option<i64> = conn.query_row(
             &format!("SELECT max({ts}) FROM {table} WHERE {ts} <= ?"),
@@ -525,17 +526,12 @@ impl Writer {
                 .map(move |(i, id)| (id, ts.map_or(b.max_ts, |t| t.value(i))))
         });
         self.recent.remember(ids, n, Timestamp::now().0);
-        let span_ids = batches
-            .iter()
-            .filter_map(|b| b.spans.as_ref())
-            .flat_map(|s| s.ids.iter().zip(s.starts.iter().copied()));
-        let n_spans = batches
-            .iter()
-            .filter_map(|b| b.spans.as_ref())
-            .map(|s| s.ids.len())
-            .sum();
-        self.recent_spans
-            .remember(span_ids, n_spans, Timestamp::now().0);
+        let spans = || batches.iter().filter_map(|b| b.spans.as_ref());
+        self.recent_spans.remember(
+            spans().flat_map(|s| s.ids.iter().zip(s.starts.iter().copied())),
+            spans().map(|s| s.ids.len()).sum(),
+            Timestamp::now().0,
+        );
         match written {
             Ok((receipts, appended)) => {
                 // Streams hear of the records once they are durable, and before their
@@ -613,34 +609,14 @@ impl Writer {
         let covered = self.recent.covers(min_ts);
         let mut lookup = Vec::with_capacity(batches.len());
         for b in batches {
-            let mask: Option<BooleanArray> = covered.then(|| {
-                b.ids
-                    .iter()
-                    .map(|id| Some(self.recent.may_hold(id)))
-                    .collect()
-            });
-            if mask.as_ref().is_some_and(|m| m.true_count() == 0) {
-                continue;
-            }
-            // The batch's `id` column, with its field (and UUID metadata) as prepared.
-            let ids = b
-                .batch
-                .project(&[0])
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
-            lookup.push(match mask {
-                Some(m) => {
-                    filter_record_batch(&ids, &m).map_err(|e| Error::Corrupt(e.to_string()))?
-                }
-                None => ids,
-            });
+            lookup.extend(to_look_up(&self.recent, covered, &b.batch, &b.ids)?);
         }
         phases.looked_up = lookup.iter().map(RecordBatch::num_rows).sum();
         self.metrics.record_looked_up(phases.looked_up);
-        let conn = self.connection()?;
         let stored = if phases.looked_up == 0 {
             HashSet::new()
         } else {
-            Self::already_stored(conn, &lookup, min_ts, max_ts)?
+            stored(self.connection()?, &LOGS, &lookup, (min_ts, max_ts))?
         };
 
         let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
@@ -766,39 +742,8 @@ impl Writer {
         Ok((receipts, appended))
     }
 
-    /// The ids of `lookup` (one-column `id` batches) that the table already holds. Rows
-    /// carry their time, so the look-up is confined to the group's time window, which
-    /// DuckDB's zone maps prune to the few row groups written around that time.
-    fn already_stored(
-        conn: &Connection,
-        lookup: &[RecordBatch],
-        min_ts: i64,
-        max_ts: i64,
-    ) -> Result<HashSet<Uuid>> {
-        conn.prepare_cached("DELETE FROM _incoming_ids")?
-            .execute([])?;
-        {
-            let mut app = conn.appender("_incoming_ids")?;
-            for ids in lookup {
-                app.append_record_batch(ids.clone())?;
-            }
-            app.flush()?;
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT l.id::VARCHAR FROM logs l SEMI JOIN _incoming_ids i ON l.id = i.id WHERE l.ts BETWEEN ? AND ?",
-        )?;
-        let rows = stmt.query_map([min_ts, max_ts], |r| r.get::<_, String>(0))?;
-        let mut out = HashSet::new();
-        for row in rows {
-            let s = row?;
-            out.insert(parse_id(&s)?);
-        }
-        Ok(out)
-    }
-
-    /// The ids of the groups' spans that `spans` already holds, looked up within the
-    /// spans' start times (which the table's zone maps prune to). As for records, a
-    /// group newer than the remembered spans' floor looks up only the ids remembered.
+    /// The ids of the groups' spans that `spans` already holds. As for records, a group
+    /// newer than the remembered spans' floor looks up only the ids remembered.
     fn spans_stored(&mut self, batches: &[(usize, &PreparedSpans)]) -> Result<HashSet<Uuid>> {
         let (lo, hi) = batches
             .iter()
@@ -811,47 +756,12 @@ impl Writer {
         let covered = self.recent_spans.covers(lo);
         let mut lookup = Vec::with_capacity(batches.len());
         for (_, b) in batches {
-            let ids = b
-                .batch
-                .project(&[0])
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
-            let ids = if covered {
-                let mask: BooleanArray = b
-                    .ids
-                    .iter()
-                    .map(|id| Some(self.recent_spans.may_hold(id)))
-                    .collect();
-                filter_record_batch(&ids, &mask).map_err(|e| Error::Corrupt(e.to_string()))?
-            } else {
-                ids
-            };
-            if ids.num_rows() > 0 {
-                lookup.push(ids);
-            }
+            lookup.extend(to_look_up(&self.recent_spans, covered, &b.batch, &b.ids)?);
         }
         if lookup.is_empty() {
             return Ok(HashSet::new());
         }
-        let conn = self.connection()?;
-        conn.prepare_cached("DELETE FROM _incoming_span_ids")?
-            .execute([])?;
-        {
-            let mut app = conn.appender("_incoming_span_ids")?;
-            for ids in lookup {
-                app.append_record_batch(ids)?;
-            }
-            app.flush()?;
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.id::VARCHAR FROM spans s SEMI JOIN _incoming_span_ids i ON s.id = i.id \
-             WHERE s.start_ns BETWEEN ? AND ?",
-        )?;
-        let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
-        let mut out = HashSet::new();
-        for row in rows {
-            out.insert(parse_id(&row?)?);
-        }
-        Ok(out)
+        stored(self.connection()?, &SPANS, &lookup, (lo, hi))
     }
 
     fn purge(&mut self, before_ns: i64) -> Result<u64> {
@@ -912,6 +822,85 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+/// A table whose rows are de-duplicated by content id, and how its stored ids are
+/// looked up: the column that bounds the look-up (a row and its retry share it, so a
+/// group's window of that column is enough, and DuckDB's zone maps prune to the few
+/// row groups written around that time) and the scratch table incoming ids go to.
+struct Deduped {
+    table: &'static str,
+    ts: &'static str,
+    clear: &'static str,
+    incoming: &'static str,
+    select: &'static str,
+}
+
+const LOGS: Deduped = Deduped {
+    table: "logs",
+    ts: "ts",
+    clear: "DELETE FROM _incoming_ids",
+    incoming: "_incoming_ids",
+    select: "SELECT l.id::VARCHAR FROM logs l SEMI JOIN _incoming_ids i ON l.id = i.id \
+             WHERE l.ts BETWEEN ? AND ?",
+};
+
+const SPANS: Deduped = Deduped {
+    table: "spans",
+    ts: "start_ns",
+    clear: "DELETE FROM _incoming_span_ids",
+    incoming: "_incoming_span_ids",
+    select: "SELECT s.id::VARCHAR FROM spans s SEMI JOIN _incoming_span_ids i ON s.id = i.id \
+             WHERE s.start_ns BETWEEN ? AND ?",
+};
+
+/// The ids of a prepared `batch` (`ids`, by row) that may be stored already, as a
+/// one-column batch with the `id` field as prepared: every one, or when `covered`, only
+/// those whose fingerprints `recent` holds; `None` when there are none.
+fn to_look_up(
+    recent: &RecentIds,
+    covered: bool,
+    batch: &RecordBatch,
+    ids: &[Uuid],
+) -> Result<Option<RecordBatch>> {
+    let mask: Option<BooleanArray> =
+        covered.then(|| ids.iter().map(|id| Some(recent.may_hold(id))).collect());
+    if mask.as_ref().is_some_and(|m| m.true_count() == 0) {
+        return Ok(None);
+    }
+    let column = batch
+        .project(&[0])
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    let column = match mask {
+        Some(m) => filter_record_batch(&column, &m).map_err(|e| Error::Corrupt(e.to_string()))?,
+        None => column,
+    };
+    Ok((column.num_rows() > 0).then_some(column))
+}
+
+/// The ids of `lookup` (one-column `id` batches) that `kind`'s table already holds,
+/// within `(lo, hi)` of its bounding column.
+fn stored(
+    conn: &Connection,
+    kind: &Deduped,
+    lookup: &[RecordBatch],
+    (lo, hi): (i64, i64),
+) -> Result<HashSet<Uuid>> {
+    conn.prepare_cached(kind.clear)?.execute([])?;
+    {
+        let mut app = conn.appender(kind.incoming)?;
+        for ids in lookup {
+            app.append_record_batch(ids.clone())?;
+        }
+        app.flush()?;
+    }
+    let mut stmt = conn.prepare_cached(kind.select)?;
+    let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
+    let mut out = HashSet::new();
+    for row in rows {
+        out.insert(parse_id(&row?)?);
+    }
+    Ok(out)
 }
 
 fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
