@@ -41,7 +41,9 @@ use callscope_store::{
     SearchQuery, Store, StoreConfig,
 };
 use common::{Dataset, START_NS, percentiles, splitmix};
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main, measurement::WallTime,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -144,34 +146,26 @@ fn queries(c: &mut Criterion) {
     ];
     for (name, query) in page_cases {
         let cursor = name.starts_with("after");
-        let mut samples: Vec<u64> = Vec::new();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (tenant, call) = pick();
-                    let mut q = query.clone();
-                    if cursor {
-                        // The cursor comes from a first page, which is not timed.
-                        let first = rt
-                            .block_on(store.call_logs(&tenant, &call, query.clone()))
-                            .expect("query")
-                            .expect("call exists");
-                        q.at = PageAt::After(first.records.last().expect("records").id);
-                    }
-                    let filtered = q.filter.min_level.is_some();
-                    let t = Instant::now();
-                    let page = rt
-                        .block_on(store.call_logs(&tenant, &call, q))
-                        .expect("query")
-                        .expect("call exists");
-                    let d = t.elapsed();
-                    assert!(filtered || !page.records.is_empty());
-                    total += d;
-                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                }
-                total
-            });
+        let mut samples = timed(&mut group, name, || {
+            let (tenant, call) = pick();
+            let mut q = query.clone();
+            if cursor {
+                // The cursor comes from a first page, which is not timed.
+                let first = rt
+                    .block_on(store.call_logs(&tenant, &call, query.clone()))
+                    .expect("query")
+                    .expect("call exists");
+                q.at = PageAt::After(first.records.last().expect("records").id);
+            }
+            let filtered = q.filter.min_level.is_some();
+            let t = Instant::now();
+            let page = rt
+                .block_on(store.call_logs(&tenant, &call, q))
+                .expect("query")
+                .expect("call exists");
+            let d = t.elapsed();
+            assert!(filtered || !page.records.is_empty());
+            d
         });
         println!("call_page_{label}/{name}: {}", percentiles(&mut samples));
     }
@@ -262,23 +256,14 @@ fn queries(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(15));
     for (name, query) in search_cases {
-        let mut samples: Vec<u64> = Vec::new();
         let mut matches = 0;
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    let r = rt
-                        .block_on(store.search(&tenant, query.clone()))
-                        .expect("search");
-                    let d = t.elapsed();
-                    matches = r.total_count;
-                    total += d;
-                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                }
-                total
-            });
+        let mut samples = timed(&mut group, name, || {
+            let t = Instant::now();
+            let r = rt
+                .block_on(store.search(&tenant, query.clone()))
+                .expect("search");
+            matches = r.total_count;
+            t.elapsed()
         });
         println!(
             "search_{label}/{name} [{matches} matches]: {}",
@@ -336,23 +321,14 @@ fn calls_list(
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(10));
     for (name, filter) in cases {
-        let mut samples: Vec<u64> = Vec::new();
         let mut matches = 0;
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    let page = rt
-                        .block_on(store.list_calls(tenant, filter.clone(), 100, 0))
-                        .expect("calls");
-                    let d = t.elapsed();
-                    matches = page.total_count;
-                    total += d;
-                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                }
-                total
-            });
+        let mut samples = timed(&mut group, name, || {
+            let t = Instant::now();
+            let page = rt
+                .block_on(store.list_calls(tenant, filter.clone(), 100, 0))
+                .expect("calls");
+            matches = page.total_count;
+            t.elapsed()
         });
         println!(
             "calls_{label}/{name} [{matches} matches]: {}",
@@ -463,35 +439,50 @@ fn timeline(c: &mut Criterion, rt: &tokio::runtime::Runtime, store: &Store, labe
     let mut group = c.benchmark_group(format!("timeline_{label}"));
     group.measurement_time(Duration::from_secs(10));
     for name in ["spans_200_turns", "turns_200_turns"] {
-        let mut samples: Vec<u64> = Vec::new();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    let n = if name.starts_with("spans") {
-                        rt.block_on(store.call_spans(&tenant, &call))
-                            .expect("spans")
-                            .expect("call")
-                            .len()
-                    } else {
-                        rt.block_on(store.call_turns(&tenant, &call))
-                            .expect("turns")
-                            .expect("call")
-                            .turns
-                            .len()
-                    };
-                    let d = t.elapsed();
-                    assert_eq!(n, if name.starts_with("spans") { 800 } else { 200 });
-                    total += d;
-                    samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                }
-                total
-            });
+        let mut samples = timed(&mut group, name, || {
+            let t = Instant::now();
+            let n = if name.starts_with("spans") {
+                rt.block_on(store.call_spans(&tenant, &call))
+                    .expect("spans")
+                    .expect("call")
+                    .len()
+            } else {
+                rt.block_on(store.call_turns(&tenant, &call))
+                    .expect("turns")
+                    .expect("call")
+                    .turns
+                    .len()
+            };
+            let d = t.elapsed();
+            assert_eq!(n, if name.starts_with("spans") { 800 } else { 200 });
+            d
         });
         println!("timeline_{label}/{name}: {}", percentiles(&mut samples));
     }
     group.finish();
+}
+
+/// Benchmarks `name` in `group`, an iteration taking the time `once` returns (so that
+/// it can leave its own set-up out); returns every iteration's time in nanoseconds,
+/// for the percentiles the targets are stated in (criterion reports the mean).
+fn timed(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut once: impl FnMut() -> Duration,
+) -> Vec<u64> {
+    let mut samples = Vec::new();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let d = once();
+                total += d;
+                samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            }
+            total
+        });
+    });
+    samples
 }
 
 criterion_group!(benches, queries);
