@@ -303,9 +303,18 @@ describe('the console', () => {
     await rows.first().getByRole('button', { name: /Show the full record/ }).click();
     await panel.locator('pre.json').filter({ hasText: 'crm_lookup' }).waitFor();
     await shot('11-call-logs-errors');
+    // Two filter changes in a row, the first answer held back until after the second:
+    // the table must show the later choice, not whichever answer came last.
+    const unfiltered = (url) => /\/v1\/calls\/[^/]+\/logs\?/.test(url.href)
+      && !url.searchParams.has('level') && !url.searchParams.has('category');
+    const held = async (route) => { await new Promise((r) => setTimeout(r, 700)); await route.continue(); };
+    await page.route(unfiltered, held);
     await panel.getByLabel('Level', { exact: true }).selectOption('');
     await panel.getByLabel('Category', { exact: true }).selectOption('METRICS');
     await waitFor(async () => (await rows.count()) === 4, 'three turn latencies and one usage report');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await rows.count(), 4, 'the held-back unfiltered page did not replace the filtered one');
+    await page.unroute(unfiltered, held);
   });
 
   test('the timeline shows each turn\'s latency by stage', async () => {

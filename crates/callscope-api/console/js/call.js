@@ -201,7 +201,7 @@ export function render(main) {
 
   // ---- Logs
   function buildLogs(panel) {
-    const state = { category: '', level: '', cursor: null, page: null, live: null, poll: null, rows: new Set() };
+    const state = { category: '', level: '', cursor: null, page: null, live: null, poll: null, rows: new Set(), loading: null };
     const cat = h('select', { id: 'logs-category' }, h('option', { value: '', text: 'All categories' }), CATEGORIES.map((c) => h('option', { value: c, text: fmt.words(c) })));
     const lvl = h('select', { id: 'logs-level' }, h('option', { value: '', text: 'All levels' }), LEVELS.map((c) => h('option', { value: c, text: fmt.words(c) })));
     const liveTag = h('span', { class: 'live-dot', hidden: true });
@@ -315,8 +315,12 @@ export function render(main) {
       if (cursor?.before) qs.set('before', cursor.before);
       area.setAttribute('aria-busy', 'true');
       if (!state.page) replace(area, stateBox('loading', 'Loading records…'));
+      // Filters can change faster than pages load: only the latest request may draw.
+      if (state.loading) state.loading.abort();
+      const controller = new AbortController();
+      state.loading = controller;
       try {
-        const p = await api(`${base}/logs?${qs}`);
+        const p = await api(`${base}/logs?${qs}`, { signal: controller.signal });
         state.cursor = cursor;
         state.page = p;
         state.rows = new Set(p.data.map((r) => r.id));
@@ -336,10 +340,14 @@ export function render(main) {
         next.disabled = atEnd || !p.last_id;
         if (atEnd) startLive();
       } catch (e) {
+        if (e.name === 'AbortError') return;
         replace(area, stateBox('error', 'The records could not be loaded', e.message,
           h('button', { type: 'button', class: 'btn btn-primary', text: 'Try again', on: { click: () => load(cursor) } })));
       } finally {
-        area.removeAttribute('aria-busy');
+        if (state.loading === controller) {
+          state.loading = null;
+          area.removeAttribute('aria-busy');
+        }
       }
     }
     onCallChange.push((c) => { if (c.status !== 'in_progress') stopLive(); });
