@@ -85,6 +85,36 @@ fn queries(c: &mut Criterion) {
         format!("{}k", records / 1000)
     };
     println!("store {}: {records} records, {calls} calls", path.display());
+    // The text index of a file from before it is built while the store serves; the text
+    // cases time searches over an index that has caught up, as a server's would be.
+    let t = Instant::now();
+    while store.metrics().text_index_pending() >= 2 * 65_536 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (blocks, index_bytes, text_bytes): (i64, i64, i64) = rt
+        .block_on(store.read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM search_blocks), \
+                        (SELECT sum(octet_length(grams)) FROM search_blocks), \
+                        (SELECT sum(strlen(search)) FROM logs)",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        r.get(2)?,
+                    ))
+                },
+            )?)
+        }))
+        .expect("index size");
+    println!(
+        "text index: caught up in {:.1} s; {blocks} blocks, {:.1} MiB of bitmaps for {:.1} MiB of search text ({} records not in a block)",
+        t.elapsed().as_secs_f64(),
+        index_bytes as f64 / 1048576.0,
+        text_bytes as f64 / 1048576.0,
+        store.metrics().text_index_pending()
+    );
     if std::env::var_os("CALLSCOPE_BENCH_WARM").is_some() {
         // A server that has been answering for a while: every column a page reads is in
         // DuckDB's buffer pool (if `memory_limit` holds it), not just the row groups the
@@ -249,31 +279,110 @@ fn queries(c: &mut Criterion) {
                 20,
             ),
         ),
+        (
+            "text_rare_with_event",
+            search(
+                SearchFilter {
+                    text: Some("ORD-424242".into()),
+                    events: vec!["INTEGRATION_TOOL_INVOKED".into()],
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            "text_common_one_hour",
+            search(
+                SearchFilter {
+                    text: Some("timeout".into()),
+                    from: Some(Timestamp(START_NS + span_ns / 2)),
+                    to: Some(Timestamp(START_NS + span_ns / 2 + hour)),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
+        (
+            // The needle in most records of this data (63 %): every match counted.
+            "text_most_records_e",
+            search(
+                SearchFilter {
+                    text: Some("e".into()),
+                    ..SearchFilter::default()
+                },
+                20,
+            ),
+        ),
     ];
-    let mut group = c.benchmark_group(format!("search_{label}"));
+    search_group(
+        c,
+        &rt,
+        &store,
+        &tenant,
+        &format!("search_{label}"),
+        &search_cases,
+    );
+    calls_list(c, &rt, &store, &tenant, &label);
+    timeline(c, &rt, &store, &label);
+    rt.block_on(store.shutdown()).expect("shutdown");
+    drop(store);
+
+    // The same text searches with the index turned off, for the ratio in one run.
+    let store = Store::open(&StoreConfig {
+        path: path.clone(),
+        retention_days: 0,
+        memory_limit: std::env::var("CALLSCOPE_BENCH_MEMORY_LIMIT")
+            .unwrap_or(StoreConfig::default().memory_limit),
+        text_index_block_records: 0,
+        ..StoreConfig::default()
+    })
+    .expect("opens");
+    let text_cases: Vec<_> = search_cases
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("text"))
+        .collect();
+    search_group(
+        c,
+        &rt,
+        &store,
+        &tenant,
+        &format!("search_{label}_without_index"),
+        &text_cases,
+    );
+    rt.block_on(store.shutdown()).expect("shutdown");
+}
+
+/// Times each search of `cases` in the criterion group `name`, and prints its
+/// percentiles and match count.
+fn search_group(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    tenant: &str,
+    name: &str,
+    cases: &[(&str, SearchQuery)],
+) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(15));
-    for (name, query) in search_cases {
+    for (case, query) in cases {
         let mut matches = 0;
-        let mut samples = timed(&mut group, name, || {
+        let mut samples = timed(&mut group, case, || {
             let t = Instant::now();
             let r = rt
-                .block_on(store.search(&tenant, query.clone()))
+                .block_on(store.search(tenant, query.clone()))
                 .expect("search");
             matches = r.total_count;
             t.elapsed()
         });
         println!(
-            "search_{label}/{name} [{matches} matches]: {}",
+            "{name}/{case} [{matches} matches]: {}",
             percentiles(&mut samples)
         );
     }
     group.finish();
-    calls_list(c, &rt, &store, &tenant, &label);
-    timeline(c, &rt, &store, &label);
-    rt.block_on(store.shutdown()).expect("shutdown");
 }
 
 /// The calls list as `GET /v1/calls` reads it, a page of 100 newest first, unfiltered

@@ -144,30 +144,43 @@ fn write(c: &mut Criterion) {
         );
     });
 
+    // The same store without the text index, for the index's cost in one run.
+    let plain = Store::open(&StoreConfig {
+        path: dir.path().join("plain.duckdb"),
+        retention_days: 0,
+        text_index_block_records: 0,
+        ..StoreConfig::default()
+    })
+    .expect("opens");
     g.throughput(Throughput::Elements(8 * BATCH));
-    g.bench_function("store_append/8x500_concurrent", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let batches: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
-                let t = Instant::now();
-                rt.block_on(async {
-                    let tasks: Vec<_> = batches
-                        .into_iter()
-                        .map(|r| {
-                            let s = store.clone();
-                            tokio::spawn(async move { s.append(r).await })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.expect("task").expect("appends");
-                    }
-                });
-                total += t.elapsed();
-            }
-            total
+    for (name, store) in [
+        ("store_append/8x500_concurrent", &store),
+        ("store_append/8x500_concurrent_no_text_index", &plain),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches: Vec<_> = (0..8).map(|_| take(BATCH)).collect();
+                    let t = Instant::now();
+                    rt.block_on(async {
+                        let tasks: Vec<_> = batches
+                            .into_iter()
+                            .map(|r| {
+                                let s = store.clone();
+                                tokio::spawn(async move { s.append(r).await })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("task").expect("appends");
+                        }
+                    });
+                    total += t.elapsed();
+                }
+                total
+            });
         });
-    });
+    }
     for (name, turn) in SPAN_MIXES {
         g.bench_function(format!("store_append/8x500_concurrent_{name}"), |b| {
             b.iter_custom(|iters| {

@@ -46,6 +46,7 @@ mod rollup;
 mod schema;
 mod search;
 mod summary;
+mod textindex;
 mod timeline;
 mod transcript;
 mod writer;
@@ -109,6 +110,12 @@ pub struct StoreConfig {
     /// How much write-ahead log DuckDB gathers before a commit checkpoints it into the
     /// file, e.g. `"16MB"`. A checkpoint holds up every commit while it runs.
     pub checkpoint_threshold: String,
+    /// The most records in one text index block; 0 builds no index and searches scan
+    /// without it.
+    /// Not a `[storage]` key: tests and benchmarks change it.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub text_index_block_records: usize,
 }
 
 impl Default for StoreConfig {
@@ -122,6 +129,7 @@ impl Default for StoreConfig {
             memory_limit: "512MB".to_owned(),
             threads: 0,
             checkpoint_threshold: "64MB".to_owned(),
+            text_index_block_records: textindex::BLOCK_RECORDS,
         }
     }
 }
@@ -206,6 +214,8 @@ struct Inner {
     path: PathBuf,
     journal: Arc<writer::Journal>,
     hub: Arc<live::Hub>,
+    /// Do text searches use the text index (`text_index_block_records` > 0)?
+    text_index: bool,
 }
 
 /// The call-log store. Cheap to clone; every clone shares one database.
@@ -293,6 +303,7 @@ impl Store {
                 path,
                 journal,
                 hub,
+                text_index: config.text_index_block_records > 0,
             }),
         };
         if config.retention_days > 0 {
@@ -625,7 +636,8 @@ impl Store {
     /// A database error.
     pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
         let tenant = tenant.to_owned();
-        self.read_live(move |c| search::search(c, &tenant, &query))
+        let indexed = self.inner.text_index;
+        self.read_live(move |c| search::search(c, &tenant, &query, indexed))
             .await
     }
 

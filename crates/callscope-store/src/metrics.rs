@@ -23,6 +23,8 @@ pub struct StoreMetrics {
     commit_latency: Histogram,
     ack_latency: Histogram,
     fold_latency: Histogram,
+    index_latency: Histogram,
+    index_pending: AtomicU64,
     /// The write queue's capacity and its semaphore, read when rendering so the depth
     /// is never stale.
     queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
@@ -43,6 +45,8 @@ impl Default for StoreMetrics {
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
             fold_latency: Histogram::new(LATENCY_BUCKETS),
+            index_latency: Histogram::new(LATENCY_BUCKETS),
+            index_pending: AtomicU64::new(0),
             queue: OnceLock::new(),
             exports: Default::default(),
             export_bytes: AtomicU64::new(0),
@@ -73,6 +77,21 @@ impl StoreMetrics {
 
     pub(crate) fn record_fold(&self, took: Duration) {
         self.fold_latency.observe(took);
+    }
+
+    pub(crate) fn record_index_step(&self, took: Duration) {
+        self.index_latency.observe(took);
+    }
+
+    pub(crate) fn set_index_pending(&self, records: u64) {
+        self.index_pending.store(records, Relaxed);
+    }
+
+    /// Records committed and not yet summarised by the text index (see
+    /// `callscope_store_text_index_pending_records`). Searches scan them.
+    #[must_use]
+    pub fn text_index_pending(&self) -> u64 {
+        self.index_pending.load(Relaxed)
     }
 
     pub(crate) fn record_write_error(&self) {
@@ -216,6 +235,18 @@ impl MetricsSource for StoreMetrics {
             w,
             "callscope_store_fold_seconds",
             "Time to fold the journalled call summaries and counts into calls and log_counts.",
+            &[],
+        );
+        w.single(
+            "callscope_store_text_index_pending_records",
+            MetricKind::Gauge,
+            "Records committed and not yet in a text index block (text searches scan them).",
+            c(&self.index_pending),
+        );
+        self.index_latency.render(
+            w,
+            "callscope_store_text_index_step_seconds",
+            "Time to build and commit one step of text index blocks.",
             &[],
         );
     }

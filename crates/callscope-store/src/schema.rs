@@ -16,6 +16,9 @@
 //! `spans` holds customer-visible spans and `call_metrics` one row per stored
 //! `TURN_LATENCY` / `USAGE_REPORTED` record (see `timeline.rs`).
 //!
+//! `search_blocks` is the text index: per tenant, a bitmap of the trigrams in each
+//! stretch of its records (see `textindex.rs`).
+//!
 //! `call_journal` and `count_journal` are the summaries' write-ahead part: each group
 //! commit appends its per-call deltas and its counts there, in the same transaction as
 //! its records, and the writer folds them into `calls` and `log_counts` later (see
@@ -177,6 +180,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         )?;
     }
     conn.execute_batch(crate::timeline::VIEWS)?;
+    // The text index (`textindex.rs`). Older builds ignore the table; what they store
+    // meanwhile is the index's backlog when this build opens the file again.
+    conn.execute_batch(crate::textindex::DDL)?;
     if found != Some(SCHEMA_VERSION) {
         conn.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -26,6 +26,7 @@ use crate::{
     query::{RECORD_COLUMNS, push_in, read_record},
     rollup::{minute_start, whole_minutes},
     summary::Sources,
+    textindex::{self, Narrowed},
 };
 
 /// The answer to a search.
@@ -84,6 +85,17 @@ fn needle(f: &SearchFilter) -> Option<&str> {
 
 /// The `logs` condition for `tenant`'s records in `[lo, hi]` matching `f`.
 fn logs_where(tenant: &str, lo: Option<i64>, hi: Option<i64>, f: &SearchFilter) -> Where {
+    logs_where_in(None, tenant, lo, hi, f)
+}
+
+/// The same, over only the stretches of `logs` the text index left (`None`: all of it).
+fn logs_where_in(
+    narrowed: Option<&Narrowed>,
+    tenant: &str,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    f: &SearchFilter,
+) -> Where {
     let mut sql = String::from("tenant = ?");
     let mut params = vec![Value::Text(tenant.to_owned())];
     if let Some(lo) = lo {
@@ -95,7 +107,20 @@ fn logs_where(tenant: &str, lo: Option<i64>, hi: Option<i64>, f: &SearchFilter) 
         params.push(Value::BigInt(hi));
     }
     push_record_filters(&mut sql, &mut params, f);
-    Where { sql, params }
+    match narrowed {
+        Some(n) => Where {
+            from: n.source(),
+            rid: "rid",
+            sql,
+            params,
+        },
+        None => Where {
+            from: "logs".to_owned(),
+            rid: "rowid",
+            sql,
+            params,
+        },
+    }
 }
 
 /// The `log_counts` condition for `tenant`'s counts in minutes `lo..=hi` matching `f`
@@ -108,11 +133,20 @@ fn counts_where(tenant: &str, (lo, hi): (i64, i64), f: &SearchFilter) -> Where {
         Value::BigInt(hi),
     ];
     push_record_filters(&mut sql, &mut params, f);
-    Where { sql, params }
+    Where {
+        from: String::new(),
+        rid: "rowid",
+        sql,
+        params,
+    }
 }
 
-/// A `WHERE` condition and its parameters.
+/// A `WHERE` condition and its parameters, and the `logs` rows it applies to.
 struct Where {
+    /// What to read `logs` from: the table, or the stretches the text index left.
+    from: String,
+    /// The column holding the row's `logs.rowid` in `from`.
+    rid: &'static str,
     sql: String,
     params: Vec<Value>,
 }
@@ -137,8 +171,8 @@ fn log_groups(conn: &Connection, w: &Where) -> Result<Groups> {
     groups(
         conn,
         &format!(
-            "SELECT event, level, category, count(*) FROM logs WHERE {} GROUP BY ALL",
-            w.sql
+            "SELECT event, level, category, count(*) FROM {} WHERE {} GROUP BY ALL",
+            w.from, w.sql
         ),
         &w.params,
     )
@@ -186,16 +220,21 @@ fn page(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<Vec<LogRecord>>
     };
     let offset = q.page.saturating_mul(q.size);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RECORD_COLUMNS} FROM logs WHERE {} ORDER BY ts {dir}, id {dir} LIMIT {} OFFSET {offset}",
-        w.sql, q.size
+        "SELECT {RECORD_COLUMNS} FROM {} WHERE {} ORDER BY ts {dir}, id {dir} LIMIT {} OFFSET {offset}",
+        w.from, w.sql, q.size
     ))?;
     let rows = stmt.query_map(duckdb::params_from_iter(w.params.iter()), read_record)?;
     rows.map(|r| r.map_err(Error::from).and_then(|x| x))
         .collect()
 }
 
-/// Runs `q` over `tenant`'s records.
-pub(crate) fn search(conn: &Connection, tenant: &str, q: &SearchQuery) -> Result<SearchResult> {
+/// Runs `q` over `tenant`'s records; `indexed`: narrow text searches with the text index.
+pub(crate) fn search(
+    conn: &Connection,
+    tenant: &str,
+    q: &SearchQuery,
+    indexed: bool,
+) -> Result<SearchResult> {
     // One snapshot for the counts and the page, however many statements they take.
     let tx = conn.unchecked_transaction()?;
     let sources = Sources::of(&tx)?;
@@ -206,7 +245,7 @@ pub(crate) fn search(conn: &Connection, tenant: &str, q: &SearchQuery) -> Result
         Some(minutes) if needle(f).is_none() && f.call_ids.is_empty() => {
             search_with_counts(&tx, tenant, q, (from, to), minutes, sources)
         }
-        _ => search_by_scan(&tx, tenant, q, (from, to), sources),
+        _ => search_by_scan(&tx, tenant, q, (from, to), sources, indexed),
     };
     tx.rollback()?;
     result
@@ -226,6 +265,7 @@ fn search_by_scan(
     q: &SearchQuery,
     (mut from, mut to): (Option<i64>, Option<i64>),
     sources: Sources,
+    indexed: bool,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
@@ -256,15 +296,24 @@ fn search_by_scan(
         from = Some(from.map_or(first, |t| t.max(first)));
         to = Some(to.map_or(last, |t| t.min(last)));
     }
-    let w = logs_where(tenant, from, to, f);
+    let narrowed = match needle(f).filter(|_| indexed) {
+        Some(text) => textindex::narrow(conn, tenant, &text.to_lowercase(), (from, to))?,
+        None => None,
+    };
+    let w = logs_where_in(narrowed.as_ref(), tenant, from, to, f);
     if q.size == 0 {
         add_groups(&mut out, log_groups(conn, &w)?)?;
         return Ok(out);
     }
-    if estimated_matches(conn, &w)? >= MANY_MATCHES {
-        count_then_page(conn, &w, q)
-    } else {
+    // What the index left is a bounded number of records: one scan of them.
+    let few = match &narrowed {
+        Some(n) => n.records < NARROWED_SCAN_ONCE,
+        None => estimated_matches(conn, &w)? < MANY_MATCHES,
+    };
+    if few {
         scan_once(conn, &w, q)
+    } else {
+        count_then_page(conn, &w, q)
     }
 }
 
@@ -289,11 +338,11 @@ fn scan_once(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<SearchResu
     };
     let offset = q.page.saturating_mul(q.size);
     let sql = format!(
-        "WITH m AS MATERIALIZED (SELECT rowid AS r, ts, id, event, level, category FROM logs WHERE {}) \
+        "WITH m AS MATERIALIZED (SELECT {} AS r, ts, id, event, level, category FROM {} WHERE {}) \
          SELECT event, level, category, count(*)::BIGINT, NULL::BIGINT FROM m GROUP BY ALL \
          UNION ALL \
          SELECT * FROM (SELECT NULL, NULL, NULL, NULL, r FROM m ORDER BY ts {dir}, id {dir} LIMIT {} OFFSET {offset})",
-        w.sql, q.size
+        w.rid, w.from, w.sql, q.size
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(duckdb::params_from_iter(w.params.iter()), |r| {
@@ -337,6 +386,10 @@ fn scan_once(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<SearchResu
     }
     Ok(out)
 }
+
+/// Below this many records in the stretches the text index left, a text search
+/// materialises every match in one scan (the matches are at most these records).
+const NARROWED_SCAN_ONCE: i64 = 1_000_000;
 
 /// From this many estimated matches on, a text search counts and pages in two queries
 /// rather than materialising every match (see [`search_by_scan`]).

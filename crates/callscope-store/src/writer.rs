@@ -62,6 +62,7 @@ use crate::{
     recent::{self, RecentIds},
     rollup::{self, Counts},
     summary::{self, CallDelta},
+    textindex::TextIndex,
     timeline::{self, PreparedSpans},
 };
 
@@ -172,6 +173,10 @@ pub(crate) struct Writer {
     last_seq: i64,
     /// Where committed records go to live streams.
     hub: Arc<Hub>,
+    /// The text index's pending work (see `textindex.rs`).
+    index: TextIndex,
+    /// After a failed index step, none is tried before this.
+    index_paused_until: Option<Instant>,
 }
 
 fn scratch_ddl() -> String {
@@ -207,6 +212,8 @@ impl Writer {
         )?;
         let (newest, ahead) = Self::stored_times(&conn, &LOGS)?;
         let (newest_span, ahead_spans) = Self::stored_times(&conn, &SPANS)?;
+        let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
+        metrics.set_index_pending(index.pending_records());
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -221,6 +228,8 @@ impl Writer {
             recent_spans: RecentIds::new(newest_span, &ahead_spans, recent::SPAN_GENERATION),
             last_seq,
             hub,
+            index,
+            index_paused_until: None,
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -325,6 +334,12 @@ impl Writer {
                 self.closed = None;
                 // The last group may have committed before the instance failed.
                 self.journal.pending.store(true, Ordering::Release);
+                // Its records too: the index counts what waits from the file again.
+                if let Some(conn) = &self.conn
+                    && let Err(e) = self.index.reload(conn)
+                {
+                    tracing::warn!(error = %e, "Reading the text index's backlog failed.");
+                }
                 tracing::info!("Reopened the database.");
             }
             Err(e) => {
@@ -339,7 +354,18 @@ impl Writer {
     pub(crate) fn run(mut self) {
         let mut group = Vec::new();
         loop {
-            let received = if self.journal.is_pending() {
+            let received = if self.index_due() {
+                // Index work runs while nothing else waits.
+                match self.rx.try_recv() {
+                    Ok(cmd) => Ok(cmd),
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.index_step();
+                        self.fold_if_due();
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            } else if self.journal.is_pending() {
                 self.rx
                     .recv_timeout(FOLD_EVERY.saturating_sub(self.last_fold.elapsed()))
             } else {
@@ -417,7 +443,36 @@ impl Writer {
             }
             self.commit_group(&mut group);
             self.fold_if_due();
+            if self.index_due() {
+                self.index_step();
+            }
         }
+    }
+
+    /// Is a text index step waiting, and not paused after a failure?
+    fn index_due(&self) -> bool {
+        self.conn.is_some()
+            && self.index_paused_until.is_none_or(|t| Instant::now() >= t)
+            && self.index.is_due()
+    }
+
+    /// Runs one text index step. A failure pauses the index (searches scan the records
+    /// it has not covered, so nothing is wrong meanwhile, only slower).
+    fn index_step(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        let started = Instant::now();
+        match self.index.step(conn) {
+            Ok(_) => {
+                self.index_paused_until = None;
+                self.metrics.record_index_step(started.elapsed());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Building the text index failed; will retry.");
+                self.index_paused_until = Some(Instant::now() + FOLD_EVERY);
+                self.check_health();
+            }
+        }
+        self.metrics.set_index_pending(self.index.pending_records());
     }
 
     /// Folds the journal if a read is waiting for it or it has waited [`FOLD_EVERY`].
@@ -537,6 +592,8 @@ impl Writer {
                 // Streams hear of the records once they are durable, and before their
                 // senders do, so a sender that reads its own records back finds them.
                 self.hub.publish(&appended);
+                self.index.note(&appended);
+                self.metrics.set_index_pending(self.index.pending_records());
                 self.ready.store(true, Ordering::Relaxed);
                 // A request holds records or spans, never both.
                 let (mut rows, mut dups, mut spans, mut span_dups) = (0, 0, 0, 0);
@@ -789,6 +846,7 @@ impl Writer {
             let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
             tx.execute("DELETE FROM call_metrics WHERE ts < ?", [before_ns])?;
             tx.execute("DELETE FROM spans WHERE end_ns < ?", [before_ns])?;
+            tx.execute("DELETE FROM search_blocks WHERE ts_hi < ?", [before_ns])?;
             tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
             tx.execute(
                 "DELETE FROM comments c WHERE NOT EXISTS \
@@ -800,6 +858,10 @@ impl Writer {
         })();
         if result.is_err() {
             self.check_health();
+        } else if let Some(conn) = &self.conn
+            && let Err(e) = self.index.reload(conn)
+        {
+            tracing::warn!(error = %e, "Reading the text index's backlog failed.");
         }
         result
     }

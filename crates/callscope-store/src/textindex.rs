@@ -1,0 +1,953 @@
+//! The text index: which stretches of a tenant's records can contain a search text.
+//!
+//! Text search matches a substring of the `search` column (see `search.rs`). Scanning
+//! that column grows with everything a tenant keeps, so the store also summarises it:
+//! the tenant's records, in commit order (`seq`), are cut into *blocks*, and each block
+//! keeps one bitmap of the byte trigrams its records' text contains, and of every
+//! window of six digits in a row (a one-hash Bloom filter, [`BLOOM_BITS`] bits). A
+//! record containing the needle contains every trigram and digit window of the needle,
+//! so a block whose bitmap misses any of them cannot hold a match. A
+//! search reads the tenant's bitmaps (about 0.5 bytes per record), keeps the blocks that
+//! may match, and scans only those and the tenant's records not yet in a block (the
+//! *tail*). The bitmaps only ever rule blocks out: the scan applies the same `contains`
+//! to what is left, so answers are those of a full scan by construction.
+//!
+//! A block ends at [`BLOCK_RECORDS`] records, or earlier when a quarter of its bits are
+//! set (text with many distinct trigrams gets smaller blocks, so a bitmap stays
+//! selective), or when the tenant's oldest unindexed record is [`TAIL_SPAN`] commits
+//! behind the newest (a quiet tenant's tail stays short in `seq`).
+//!
+//! Blocks are written by the writer thread, from records already committed, in
+//! transactions of their own, one step at a time between groups. The index therefore
+//! never delays an acknowledgement by more than one step, never disagrees with the
+//! records after a crash (a block is written after the records it covers, and what no
+//! block covers is the tail, which searches scan), and is rebuilt from the records where
+//! it is missing: on open, everything after a tenant's last block is its tail, and a
+//! file from before the index is indexed a step at a time while it serves.
+//!
+//! Retention deletes a block once every record in it is older than the cut-off. A block
+//! retention only thinned keeps its bitmap: it may say "maybe" for a record that is
+//! gone, never "no" for one that is there.
+
+use std::collections::HashMap;
+
+use duckdb::{
+    Connection,
+    arrow::{
+        array::{Array, Int64Array, StringArray},
+        record_batch::RecordBatch,
+    },
+    types::Value,
+};
+
+use crate::{Error, Result};
+
+/// Bits per block bitmap (32 KiB).
+pub(crate) const BLOOM_BITS: usize = 1 << LOG2_BITS;
+const LOG2_BITS: u32 = 18;
+
+/// The most records in a block (a block may close earlier, see the module docs).
+pub(crate) const BLOCK_RECORDS: usize = 65_536;
+
+/// A tenant's records not in a block are indexed once the oldest of them is this many
+/// commit sequence numbers behind the newest record stored.
+pub(crate) const TAIL_SPAN: i64 = 4 * BLOCK_RECORDS as i64;
+
+/// A block closes once this many of its bits are set.
+const FULL_BITS: usize = BLOOM_BITS / 4;
+
+/// A search restricted by the index scans at most this many separate stretches; with
+/// more, one scan of everything is about as fast.
+const MAX_RANGES: usize = 48;
+
+pub(crate) const DDL: &str = "
+CREATE TABLE IF NOT EXISTS search_blocks (
+    tenant  VARCHAR NOT NULL,
+    seq_lo  BIGINT  NOT NULL,   -- the block's first and last record, by commit sequence
+    seq_hi  BIGINT  NOT NULL,
+    ts_lo   BIGINT  NOT NULL,   -- the oldest and newest record time in the block
+    ts_hi   BIGINT  NOT NULL,
+    records INTEGER NOT NULL,
+    grams   BLOB    NOT NULL    -- BLOOM_BITS bits, bit i in byte i / 8 at 1 << (i % 8)
+);
+";
+
+/// The bit a trigram sets.
+fn bit(gram: &[u8]) -> usize {
+    let key = u32::from(gram[0]) << 16 | u32::from(gram[1]) << 8 | u32::from(gram[2]);
+    // Fibonacci hashing: the top bits of the product spread neighbouring keys apart.
+    (key.wrapping_mul(0x9E37_79B1) >> (32 - LOG2_BITS)) as usize
+}
+
+/// Digits in a row from this many on also set a bit per window of this many digits:
+/// every digit trigram occurs in any large block, so trigrams alone cannot tell one
+/// phone or order number from another.
+const DIGIT_GRAM: usize = 6;
+
+/// The bit a window of [`DIGIT_GRAM`] digits sets.
+fn digit_bit(window: &[u8]) -> usize {
+    let key = window
+        .iter()
+        .fold(0u64, |k, d| k * 10 + u64::from(d - b'0'));
+    // Offset past every trigram key, then the same Fibonacci hashing in 64 bits.
+    ((key + (1 << 24)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LOG2_BITS)) as usize
+}
+
+/// Every bit `text` sets: its trigrams', and its digit windows'.
+fn bits_of(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let digits = text
+        .split(|b| !b.is_ascii_digit())
+        .filter(|run| run.len() >= DIGIT_GRAM)
+        .flat_map(|run| run.windows(DIGIT_GRAM).map(digit_bit));
+    text.windows(3).map(bit).chain(digits)
+}
+
+/// The bitmap of one block being built.
+struct Bloom {
+    bits: Vec<u8>,
+    set: usize,
+}
+
+impl Bloom {
+    fn new() -> Self {
+        Self {
+            bits: vec![0; BLOOM_BITS / 8],
+            set: 0,
+        }
+    }
+
+    fn add(&mut self, text: &[u8]) {
+        for b in bits_of(text) {
+            let byte = &mut self.bits[b / 8];
+            let mask = 1 << (b % 8);
+            if *byte & mask == 0 {
+                *byte |= mask;
+                self.set += 1;
+            }
+        }
+    }
+}
+
+/// Does a block's bitmap hold every bit in `needle_bits`?
+fn may_contain(grams: &[u8], needle_bits: &[usize]) -> bool {
+    needle_bits.iter().all(|&b| {
+        grams
+            .get(b / 8)
+            .is_some_and(|byte| byte & (1 << (b % 8)) != 0)
+    })
+}
+
+/// The bits of the needle's trigrams, or `None` for a needle shorter than a trigram
+/// (which the index cannot narrow).
+pub(crate) fn needle_bits(needle: &str) -> Option<Vec<usize>> {
+    let bytes = needle.as_bytes();
+    if bytes.len() < 3 {
+        return None;
+    }
+    let mut bits: Vec<usize> = bits_of(bytes).collect();
+    bits.sort_unstable();
+    bits.dedup();
+    Some(bits)
+}
+
+/// A tenant's records committed but not yet in a block.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// No unindexed record of the tenant has a smaller `seq`.
+    first_seq: i64,
+    records: u64,
+}
+
+/// The writer's side of the index: what each tenant has waiting, and the steps that
+/// turn it into blocks.
+pub(crate) struct TextIndex {
+    block_records: usize,
+    pending: HashMap<String, Pending>,
+    /// The newest `seq` noted.
+    newest: i64,
+}
+
+impl TextIndex {
+    /// What `conn`'s records have waiting: for every tenant, its records after its last
+    /// block. `block_records` 0 turns the index off (nothing is built; searches then
+    /// scan, as they do for any tail).
+    pub(crate) fn open(conn: &Connection, block_records: usize) -> Result<Self> {
+        let mut index = Self {
+            block_records: block_records.min(BLOCK_RECORDS),
+            pending: HashMap::new(),
+            newest: 0,
+        };
+        if index.block_records == 0 {
+            return Ok(index);
+        }
+        let mut stmt = conn.prepare(
+            "SELECT l.tenant, count(*), min(l.seq), max(l.seq) FROM logs l
+             LEFT JOIN (SELECT tenant, max(seq_hi) AS hi FROM search_blocks GROUP BY tenant) b
+                    ON b.tenant = l.tenant
+             WHERE l.seq > coalesce(b.hi, -1)
+             GROUP BY l.tenant",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (tenant, n, first_seq, last) = row?;
+            index.newest = index.newest.max(last);
+            index.pending.insert(
+                tenant,
+                Pending {
+                    first_seq,
+                    records: u64::try_from(n).unwrap_or(0),
+                },
+            );
+        }
+        Ok(index)
+    }
+
+    /// Notes records just committed (batches in `logs`' layout, `seq` filled in).
+    pub(crate) fn note(&mut self, batches: &[RecordBatch]) {
+        if self.block_records == 0 {
+            return;
+        }
+        for b in batches {
+            let (Some(tenants), Some(seqs)) = (
+                b.column_by_name("tenant")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+                b.column_by_name("seq")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
+            ) else {
+                continue;
+            };
+            for i in 0..b.num_rows() {
+                let seq = seqs.value(i);
+                self.newest = self.newest.max(seq);
+                let tenant = tenants.value(i);
+                match self.pending.get_mut(tenant) {
+                    Some(p) => p.records += 1,
+                    None => {
+                        self.pending.insert(
+                            tenant.to_owned(),
+                            Pending {
+                                first_seq: seq,
+                                records: 1,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tenant whose records should become a block next, if any.
+    fn due(&self) -> Option<(&str, Pending)> {
+        if self.block_records == 0 {
+            return None;
+        }
+        self.pending
+            .iter()
+            .filter(|(_, p)| {
+                p.records >= self.block_records as u64
+                    || (p.records > 0 && self.newest - p.first_seq >= TAIL_SPAN)
+            })
+            .min_by_key(|(_, p)| p.first_seq)
+            .map(|(t, p)| (t.as_str(), *p))
+    }
+
+    /// Is a step waiting to run?
+    pub(crate) fn is_due(&self) -> bool {
+        self.due().is_some()
+    }
+
+    /// Records committed and not yet in a block, over all tenants.
+    pub(crate) fn pending_records(&self) -> u64 {
+        self.pending.values().map(|p| p.records).sum()
+    }
+
+    /// Writes the blocks for up to one block's worth of the most overdue tenant's
+    /// records, in one transaction. Returns how many records it indexed.
+    pub(crate) fn step(&mut self, conn: &Connection) -> Result<u64> {
+        let Some((tenant, p)) = self.due() else {
+            return Ok(0);
+        };
+        let tenant = tenant.to_owned();
+        let limit = self.block_records;
+        // A bounded stretch of `seq`, so a step over a large backlog (a file from before
+        // the index) reads one stretch, not everything after it.
+        let bound = p
+            .first_seq
+            .saturating_add(16 * i64::try_from(limit).unwrap_or(i64::MAX / 32));
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, ts, search FROM logs WHERE tenant = ? AND seq BETWEEN ? AND ? \
+             ORDER BY seq LIMIT ?",
+        )?;
+        let rows = stmt.query_map(
+            duckdb::params![
+                tenant,
+                p.first_seq,
+                bound,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )?;
+        let mut blocks = Vec::new();
+        let mut open: Option<Block> = None;
+        let mut read = 0u64;
+        let mut last_seq = p.first_seq - 1;
+        for row in rows {
+            let (seq, ts, text) = row?;
+            read += 1;
+            last_seq = seq;
+            let block = open.get_or_insert_with(|| Block::starting(seq, ts));
+            block.push(seq, ts, text.as_deref().unwrap_or("").as_bytes());
+            if block.bloom.set >= FULL_BITS {
+                blocks.extend(open.take());
+            }
+        }
+        // The rest becomes a block too: the read stopped at a full block, or the tenant
+        // has no more records than these (the step runs only when it is due either way).
+        blocks.extend(open.take());
+        if blocks.is_empty() {
+            if bound >= self.newest {
+                // Nothing left (retention took it): the tenant has nothing waiting.
+                self.pending.remove(&tenant);
+            } else {
+                self.pending.insert(
+                    tenant,
+                    Pending {
+                        first_seq: bound + 1,
+                        ..p
+                    },
+                );
+            }
+            return Ok(0);
+        }
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let written = (|| {
+            let mut insert =
+                conn.prepare_cached("INSERT INTO search_blocks VALUES (?, ?, ?, ?, ?, ?, ?)")?;
+            for b in &blocks {
+                insert.execute(duckdb::params_from_iter([
+                    Value::Text(tenant.clone()),
+                    Value::BigInt(b.seq_lo),
+                    Value::BigInt(b.seq_hi),
+                    Value::BigInt(b.ts_lo),
+                    Value::BigInt(b.ts_hi),
+                    Value::Int(i32::try_from(b.records).unwrap_or(i32::MAX)),
+                    Value::Blob(b.bloom.bits.clone()),
+                ]))?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = written {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(Error::from(e));
+        }
+        let left = p.records.saturating_sub(read);
+        if left == 0 {
+            self.pending.remove(&tenant);
+        } else {
+            self.pending.insert(
+                tenant,
+                Pending {
+                    first_seq: last_seq + 1,
+                    records: left,
+                },
+            );
+        }
+        Ok(read)
+    }
+
+    /// Forgets what a purge deleted: tenants are counted again from the records left.
+    pub(crate) fn reload(&mut self, conn: &Connection) -> Result<()> {
+        *self = Self::open(conn, self.block_records)?;
+        Ok(())
+    }
+}
+
+/// A block being filled.
+struct Block {
+    seq_lo: i64,
+    seq_hi: i64,
+    ts_lo: i64,
+    ts_hi: i64,
+    records: usize,
+    bloom: Bloom,
+}
+
+impl Block {
+    fn starting(seq: i64, ts: i64) -> Self {
+        Self {
+            seq_lo: seq,
+            seq_hi: seq,
+            ts_lo: ts,
+            ts_hi: ts,
+            records: 0,
+            bloom: Bloom::new(),
+        }
+    }
+
+    fn push(&mut self, seq: i64, ts: i64, text: &[u8]) {
+        self.seq_hi = seq;
+        self.ts_lo = self.ts_lo.min(ts);
+        self.ts_hi = self.ts_hi.max(ts);
+        self.records += 1;
+        self.bloom.add(text);
+    }
+}
+
+/// Where a text search has to look: `logs` rows of the tenant in these `seq` ranges
+/// (inclusive; `None` as the end means "and everything after").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Narrowed {
+    pub(crate) ranges: Vec<(i64, Option<i64>)>,
+    /// The records in the blocks kept (the tail's are not counted).
+    pub(crate) records: i64,
+}
+
+impl Narrowed {
+    /// The `FROM` source for these ranges: one scan per range, so each is pruned by the
+    /// row groups' `seq` statistics (a disjunction of ranges in one scan is not).
+    pub(crate) fn source(&self) -> String {
+        let parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|(lo, hi)| match hi {
+                Some(hi) => {
+                    format!("SELECT rowid AS rid, * FROM logs WHERE seq BETWEEN {lo} AND {hi}")
+                }
+                None => format!("SELECT rowid AS rid, * FROM logs WHERE seq >= {lo}"),
+            })
+            .collect();
+        format!("({}) AS logs", parts.join(" UNION ALL "))
+    }
+}
+
+/// The stretches of `tenant`'s records that may contain `needle` (already lower-cased),
+/// within `[from, to]`; `None` when the index cannot narrow the search enough to be
+/// worth it (a short needle, or most blocks may match).
+pub(crate) fn narrow(
+    conn: &Connection,
+    tenant: &str,
+    needle: &str,
+    (from, to): (Option<i64>, Option<i64>),
+) -> Result<Option<Narrowed>> {
+    let Some(bits) = needle_bits(needle) else {
+        return Ok(None);
+    };
+    // Only the bitmaps of blocks in the time range are read: they are most of the bytes.
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq_lo, seq_hi, records, CASE WHEN ts_hi >= ? AND ts_lo <= ? THEN grams END
+         FROM search_blocks WHERE tenant = ? ORDER BY seq_lo",
+    )?;
+    let params = duckdb::params![from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX), tenant];
+    let rows = stmt.query_map(params, |r| {
+        let (lo, hi, records): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let grams: Option<Vec<u8>> = r.get(3)?;
+        Ok((
+            lo,
+            hi,
+            records,
+            grams.is_some_and(|g| may_contain(&g, &bits)),
+        ))
+    })?;
+    let mut ranges: Vec<(i64, Option<i64>)> = Vec::new();
+    let (mut total, mut kept) = (0i64, 0i64);
+    let mut last_hi = -1i64;
+    let mut previous_kept = false;
+    for row in rows {
+        let (lo, hi, records, keep) = row?;
+        total += records;
+        last_hi = last_hi.max(hi);
+        if keep {
+            kept += records;
+            match ranges.last_mut() {
+                // The block right after a kept one extends its range.
+                Some((_, Some(end))) if previous_kept => *end = hi,
+                _ => ranges.push((lo, Some(hi))),
+            }
+        }
+        previous_kept = keep;
+    }
+    if total == 0 {
+        return Ok(None);
+    }
+    // The tail: whatever no block covers yet.
+    match ranges.last_mut() {
+        Some((_, end)) if previous_kept => *end = None,
+        _ => ranges.push((last_hi + 1, None)),
+    }
+    if ranges.len() > MAX_RANGES || kept * 2 > total {
+        return Ok(None);
+    }
+    Ok(Some(Narrowed {
+        ranges,
+        records: kept,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use callscope_model::{Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp};
+    use callscope_query::{Order, SearchFilter, SearchQuery};
+
+    use super::*;
+    use crate::{Store, StoreConfig};
+
+    const T0: i64 = 1_790_000_000_000_000_000;
+
+    /// A small deterministic generator (xorshift64*), so a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+            v[self.below(v.len())]
+        }
+    }
+
+    const WORDS: &[&str] = &[
+        "order",
+        "Shipped",
+        "timeout",
+        "CRM",
+        "lookup",
+        "transfer",
+        "caller",
+        "said",
+        "über",
+        "Straße",
+        "ORD-",
+        "+1 (555) 010-",
+        "refund",
+        "hello",
+        "agent",
+        "tool",
+        "failed",
+        "ok",
+        "don't",
+        "#42",
+        "e-mail",
+        "ÉCOLE",
+    ];
+
+    fn text(rng: &mut Rng) -> String {
+        let n = 1 + rng.below(6);
+        let mut words: Vec<String> = (0..n).map(|_| rng.pick(WORDS).to_owned()).collect();
+        match rng.below(4) {
+            0 => words.push(format!("{}", rng.below(100_000))),
+            1 => words.push(format!("ORD-{:06}", rng.below(1_000_000))),
+            2 => words.push(format!("+1555{:07}", rng.below(10_000_000))),
+            _ => {}
+        }
+        words.join(if rng.below(2) == 0 { " " } else { ", " })
+    }
+
+    fn record(rng: &mut Rng, tenant: &str, n: i64) -> TenantRecord {
+        let mut h = RecordIdHasher::new();
+        h.str(tenant).i64(n);
+        let events = [
+            "AGENT_MESSAGE_SENT",
+            "USER_MESSAGE_RECEIVED",
+            "INTEGRATION_TOOL_FAILED",
+        ];
+        TenantRecord {
+            tenant: tenant.into(),
+            record: LogRecord {
+                id: h.finish(),
+                timestamp: Timestamp(T0 + n * 1_000_000 + i64::try_from(rng.below(500)).unwrap()),
+                level: [Level::Info, Level::Warning, Level::Error][rng.below(3)],
+                category: Category::Agent,
+                event: events[rng.below(events.len())].into(),
+                call_id: format!("call-{}", n / 50),
+                agent_id: None,
+                trace_id: None,
+                span_id: None,
+                // Some records carry no text at all.
+                data: (rng.below(10) != 0).then(|| {
+                    serde_json::from_value(serde_json::json!({"message": text(rng), "n": n}))
+                        .unwrap()
+                }),
+            },
+        }
+    }
+
+    /// What `search_text` means, written out: the needle, trimmed and lower-cased, is a
+    /// substring of one of the record's data values (strings lower-cased, numbers as
+    /// written).
+    fn matches(r: &LogRecord, needle: &str) -> bool {
+        let needle = needle.trim().to_lowercase();
+        r.data.as_ref().is_some_and(|d| {
+            d.values().any(|v| match v {
+                serde_json::Value::String(s) => s.to_lowercase().contains(&needle),
+                other => other.to_string().contains(&needle),
+            })
+        })
+    }
+
+    async fn open(dir: &std::path::Path, block: usize) -> Store {
+        Store::open(&StoreConfig {
+            path: dir.join("calls.duckdb"),
+            text_index_block_records: block,
+            ..StoreConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// Waits until the writer has turned every full block's worth into blocks.
+    async fn indexed(store: &Store, block: usize) {
+        for _ in 0..500 {
+            if store.metrics().text_index_pending() < 2 * block as u64 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the index did not catch up: {}",
+            store.metrics().text_index_pending()
+        );
+    }
+
+    async fn blocks(store: &Store, tenant: &'static str) -> i64 {
+        store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM search_blocks WHERE tenant = ?",
+                    [tenant],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn narrowed(store: &Store, tenant: &'static str, needle: String) -> Option<Narrowed> {
+        store
+            .read(move |c| narrow(c, tenant, &needle.to_lowercase(), (None, None)))
+            .await
+            .unwrap()
+    }
+
+    /// Random records and needles: every search's matches, page and counts are what a
+    /// brute-force pass over the records gives, whether the index narrows the search or
+    /// not; and the index does narrow most of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn indexed_searches_match_a_brute_force_scan() {
+        let seed = std::env::var("CALLSCOPE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5EED_CA11);
+        eprintln!("seed {seed} (CALLSCOPE_TEST_SEED)");
+        let mut rng = Rng(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let block = 32;
+        let store = open(dir.path(), block).await;
+        let mut all: Vec<TenantRecord> = Vec::new();
+        let mut n = 0;
+        while n < 4_000 {
+            let size = 1 + rng.below(200);
+            let batch: Vec<TenantRecord> = (0..size)
+                .map(|i| {
+                    let tenant = if (n + i) % 7 == 0 { "globex" } else { "acme" };
+                    record(&mut rng, tenant, i64::try_from(n + i).unwrap())
+                })
+                .collect();
+            store.append(batch.clone()).await.unwrap();
+            all.extend(batch);
+            n += size;
+        }
+        // A retry stores nothing new and changes no answer.
+        store.append(all[..100].to_vec()).await.unwrap();
+        indexed(&store, block).await;
+        assert!(blocks(&store, "acme").await > 50);
+        assert!(blocks(&store, "globex").await > 5);
+
+        let mut needles: Vec<String> = vec![
+            "zzz-not-there".into(),
+            "TIMEOUT".into(),
+            "ord-".into(),
+            "straße".into(),
+            "ÜBER".into(),
+            "  Shipped  ".into(),
+            "ok".into(),
+            "(555) 010-".into(),
+            "don't".into(),
+        ];
+        for _ in 0..40 {
+            // A piece of a stored value: present somewhere, in a few blocks.
+            let r = &all[rng.below(all.len())].record;
+            if let Some(serde_json::Value::String(m)) =
+                r.data.as_ref().and_then(|d| d.get("message"))
+            {
+                let chars: Vec<char> = m.chars().collect();
+                let from = rng.below(chars.len());
+                let len = 1 + rng.below(12.min(chars.len() - from));
+                needles.push(chars[from..from + len].iter().collect());
+            }
+            needles.push(format!("{}", rng.below(100_000)));
+        }
+        let mut narrowed_some = 0;
+        for needle in &needles {
+            if needle.trim().is_empty() {
+                continue;
+            }
+            if narrowed(&store, "acme", needle.trim().to_owned())
+                .await
+                .is_some()
+            {
+                narrowed_some += 1;
+            }
+            for tenant in ["acme", "globex"] {
+                let window = if rng.below(2) == 0 {
+                    (None, None)
+                } else {
+                    let a = T0 + i64::try_from(rng.below(4_000)).unwrap() * 1_000_000;
+                    (Some(a), Some(a + 1_500 * 1_000_000))
+                };
+                let level = (rng.below(3) == 0).then_some(Level::Error);
+                let order = if rng.below(2) == 0 {
+                    Order::Asc
+                } else {
+                    Order::Desc
+                };
+                let (page, size) = (rng.below(3) as u64, [1u64, 7, 50][rng.below(3)]);
+                let filter = SearchFilter {
+                    text: Some(needle.clone()),
+                    from: window.0.map(Timestamp),
+                    to: window.1.map(Timestamp),
+                    levels: level.into_iter().collect(),
+                    ..SearchFilter::default()
+                };
+                let got = store
+                    .search(
+                        tenant,
+                        SearchQuery {
+                            filter,
+                            order,
+                            page,
+                            size,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                let mut expect: Vec<&LogRecord> = all
+                    .iter()
+                    .filter(|r| r.tenant == tenant)
+                    .map(|r| &r.record)
+                    .filter(|r| window.0.is_none_or(|a| r.timestamp.0 >= a))
+                    .filter(|r| window.1.is_none_or(|b| r.timestamp.0 <= b))
+                    .filter(|r| level.is_none_or(|l| r.level == l))
+                    .filter(|r| matches(r, needle))
+                    .collect();
+                let mut seen = HashSet::new();
+                expect.retain(|r| seen.insert(r.id));
+                expect.sort_by_key(|r| (r.timestamp, r.id));
+                if order == Order::Desc {
+                    expect.reverse();
+                }
+                let what = format!(
+                    "{tenant} {needle:?} {window:?} {level:?} {order:?} page {page} size {size}"
+                );
+                assert_eq!(got.total_count, expect.len() as u64, "{what}");
+                let mut events: BTreeMap<String, u64> = BTreeMap::new();
+                for r in &expect {
+                    *events.entry(r.event.clone()).or_default() += 1;
+                }
+                assert_eq!(got.event_counts, events, "{what}");
+                let page_ids: Vec<_> = expect
+                    .iter()
+                    .skip((page * size) as usize)
+                    .take(size as usize)
+                    .map(|r| r.id)
+                    .collect();
+                let got_ids: Vec<_> = got.records.iter().map(|r| r.id).collect();
+                assert_eq!(got_ids, page_ids, "{what}");
+            }
+        }
+        assert!(
+            narrowed_some * 2 > needles.len(),
+            "the index narrowed only {narrowed_some} of {} needles",
+            needles.len()
+        );
+        store.shutdown().await.unwrap();
+    }
+
+    /// A crash can leave records no block covers (blocks are written after their
+    /// records). On open they are the tail: found by every search, and indexed again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_without_blocks_are_searched_and_indexed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(7);
+        let records: Vec<TenantRecord> = (0..600).map(|n| record(&mut rng, "acme", n)).collect();
+        let count = |store: &Store, needle: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .search(
+                        "acme",
+                        SearchQuery {
+                            filter: SearchFilter {
+                                text: Some(needle.into()),
+                                ..SearchFilter::default()
+                            },
+                            order: Order::Desc,
+                            page: 0,
+                            size: 10,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .total_count
+            }
+        };
+        let expect = records
+            .iter()
+            .filter(|r| matches(&r.record, "timeout"))
+            .count() as u64;
+        {
+            let store = open(dir.path(), 16).await;
+            store.append(records.clone()).await.unwrap();
+            indexed(&store, 16).await;
+            assert!(blocks(&store, "acme").await >= 30);
+            assert_eq!(count(&store, "timeout").await, expect);
+            // What a crash between the records' commit and their blocks leaves.
+            store
+                .read(|c| {
+                    c.execute_batch(
+                        "DELETE FROM search_blocks WHERE seq_lo > (SELECT min(seq_lo) + 200 FROM search_blocks)",
+                    )?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(count(&store, "timeout").await, expect);
+            store.shutdown().await.unwrap();
+        }
+        let store = open(dir.path(), 16).await;
+        assert_eq!(count(&store, "timeout").await, expect);
+        indexed(&store, 16).await;
+        assert!(blocks(&store, "acme").await >= 30, "indexed again");
+        assert_eq!(count(&store, "timeout").await, expect);
+        assert!(
+            narrowed(&store, "acme", "zzz-not-there".into())
+                .await
+                .is_some()
+        );
+        store.shutdown().await.unwrap();
+    }
+
+    /// Retention drops the blocks whose records are all gone, and searches stay exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_removes_blocks_with_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(11);
+        let records: Vec<TenantRecord> = (0..800).map(|n| record(&mut rng, "acme", n)).collect();
+        let store = open(dir.path(), 16).await;
+        store.append(records.clone()).await.unwrap();
+        indexed(&store, 16).await;
+        let before = blocks(&store, "acme").await;
+        let cut = T0 + 400 * 1_000_000;
+        store.purge_before(Timestamp(cut)).await.unwrap();
+        let after = blocks(&store, "acme").await;
+        assert!(after < before && after > 0, "{before} -> {after}");
+        let oldest: i64 = store
+            .read(|c| Ok(c.query_row("SELECT min(ts_hi) FROM search_blocks", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(oldest >= cut);
+        let got = store
+            .search(
+                "acme",
+                SearchQuery {
+                    filter: SearchFilter {
+                        text: Some("order".into()),
+                        ..SearchFilter::default()
+                    },
+                    order: Order::Asc,
+                    page: 0,
+                    size: 5,
+                },
+            )
+            .await
+            .unwrap();
+        let expect = records
+            .iter()
+            .filter(|r| r.record.timestamp.0 >= cut && matches(&r.record, "order"))
+            .count() as u64;
+        assert_eq!(got.total_count, expect);
+        store.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn a_bitmap_holds_every_trigram_of_what_it_was_given() {
+        let mut b = Bloom::new();
+        b.add("order ord-424242 shipped\nsecond value".as_bytes());
+        for needle in [
+            "ord-42",
+            "424242 sh",
+            "d\nsec",
+            "shipped",
+            "order",
+            "2424",
+            "424242",
+        ] {
+            assert!(
+                may_contain(&b.bits, &needle_bits(needle).unwrap()),
+                "{needle}"
+            );
+        }
+        // Not a proof of absence for every needle (it is a Bloom filter), but these miss.
+        for needle in ["timeout", "zzz", "qqqq", "ord-424243"] {
+            assert!(
+                !may_contain(&b.bits, &needle_bits(needle).unwrap()),
+                "{needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn needles_shorter_than_a_trigram_are_not_narrowed() {
+        assert_eq!(needle_bits("ab"), None);
+        assert_eq!(needle_bits(""), None);
+        assert_eq!(needle_bits("abc").map(|b| b.len()), Some(1));
+        // Multi-byte characters count by bytes: two of them are four bytes, two trigrams.
+        assert_eq!(needle_bits("éé").map(|b| b.len()), Some(2));
+        // Six digits in a row add a window of their own.
+        assert_eq!(needle_bits("12345").map(|b| b.len()), Some(3));
+        assert_eq!(needle_bits("123456").map(|b| b.len()), Some(5));
+        assert_eq!(needle_bits("a123456").map(|b| b.len()), Some(6));
+    }
+
+    #[test]
+    fn ranges_become_one_union_of_scans() {
+        let n = Narrowed {
+            ranges: vec![(1, Some(10)), (30, None)],
+            records: 10,
+        };
+        assert_eq!(
+            n.source(),
+            "(SELECT rowid AS rid, * FROM logs WHERE seq BETWEEN 1 AND 10 UNION ALL \
+             SELECT rowid AS rid, * FROM logs WHERE seq >= 30) AS logs"
+        );
+    }
+}
