@@ -56,6 +56,9 @@ pub(crate) const TAIL_SPAN: i64 = 4 * BLOCK_RECORDS as i64;
 /// A block closes once this many of its bits are set.
 const FULL_BITS: usize = BLOOM_BITS / 4;
 
+/// A time window that overlaps at most this many blocks is not narrowed further.
+const FEW_BLOCKS: usize = 2;
+
 /// A search restricted by the index scans at most this many separate stretches; with
 /// more, one scan of everything is about as fast.
 const MAX_RANGES: usize = 48;
@@ -458,6 +461,7 @@ pub(crate) fn narrow(
             lo,
             hi,
             records,
+            grams.is_some(),
             grams.is_some_and(|g| may_contain(&g, &bits)),
         ))
     })?;
@@ -465,9 +469,11 @@ pub(crate) fn narrow(
     let (mut total, mut kept) = (0i64, 0i64);
     let mut last_hi = -1i64;
     let mut previous_kept = false;
+    let mut in_time_blocks = 0;
     for row in rows {
-        let (lo, hi, records, keep) = row?;
+        let (lo, hi, records, in_time, keep) = row?;
         total += records;
+        in_time_blocks += usize::from(in_time);
         last_hi = last_hi.max(hi);
         if keep {
             kept += records;
@@ -479,7 +485,10 @@ pub(crate) fn narrow(
         }
         previous_kept = keep;
     }
-    if total == 0 {
+    // A time window within a few blocks already confines the scan to about that much
+    // (row groups are pruned by time), and the plan for a plain scan serves it better.
+    let windowed = from.is_some() || to.is_some();
+    if total == 0 || (windowed && in_time_blocks <= FEW_BLOCKS) {
         return Ok(None);
     }
     // The tail: whatever no block covers yet.
