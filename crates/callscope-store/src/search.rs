@@ -108,6 +108,19 @@ fn logs_where_in(
     }
     push_record_filters(&mut sql, &mut params, f);
     match narrowed {
+        // One stretch is one more condition on `logs` itself.
+        Some(Narrowed { ranges, .. }) if ranges.len() == 1 => {
+            match ranges[0] {
+                (lo, Some(hi)) => sql.push_str(&format!(" AND seq BETWEEN {lo} AND {hi}")),
+                (lo, None) => sql.push_str(&format!(" AND seq >= {lo}")),
+            }
+            Where {
+                from: "logs".to_owned(),
+                rid: "rowid",
+                sql,
+                params,
+            }
+        }
         Some(n) => Where {
             from: n.source(),
             rid: "rid",
@@ -307,8 +320,11 @@ fn search_by_scan(
     }
     // What the index left is a bounded number of records: one scan of them.
     let few = match &narrowed {
-        Some(n) => n.records < NARROWED_SCAN_ONCE,
-        None => estimated_matches(conn, &w)? < MANY_MATCHES,
+        Some(n) if n.records < NARROWED_SCAN_ONCE => true,
+        // The sample reads `logs` under `w`'s conditions: with one stretch left that
+        // includes it, with several it counts as if every block were left (a plan
+        // choice only).
+        _ => estimated_matches(conn, &w)? < MANY_MATCHES,
     };
     if few {
         scan_once(conn, &w, q)

@@ -420,7 +420,9 @@ pub(crate) struct Narrowed {
 
 impl Narrowed {
     /// The `FROM` source for these ranges: one scan per range, so each is pruned by the
-    /// row groups' `seq` statistics (a disjunction of ranges in one scan is not).
+    /// row groups' `seq` statistics (a disjunction of ranges in one scan is not). A
+    /// single range is a condition on `logs` instead (`search.rs`): a union reads every
+    /// column of the rows it passes on.
     pub(crate) fn source(&self) -> String {
         let parts: Vec<String> = self
             .ranges
