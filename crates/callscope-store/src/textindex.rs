@@ -472,6 +472,9 @@ pub(crate) fn narrow(
     let mut last_hi = -1i64;
     let mut previous_kept = false;
     let mut in_time_blocks = 0;
+    // Records of blocks in the time window that were ruled out, from the first block
+    // kept on: what one stretch from there to the end would scan in vain.
+    let mut skipped = 0i64;
     for row in rows {
         let (lo, hi, records, in_time, keep) = row?;
         total += records;
@@ -484,6 +487,8 @@ pub(crate) fn narrow(
                 Some((_, Some(end))) if previous_kept => *end = hi,
                 _ => ranges.push((lo, Some(hi))),
             }
+        } else if in_time && !ranges.is_empty() {
+            skipped += records;
         }
         previous_kept = keep;
     }
@@ -500,6 +505,11 @@ pub(crate) fn narrow(
     }
     if ranges.len() > MAX_RANGES || kept * 2 > total {
         return Ok(None);
+    }
+    // Blocks outside the time window cost nothing in one stretch (row groups are pruned
+    // by time): when few in the window were ruled out, one stretch beats a union.
+    if ranges.len() > 1 && skipped <= kept {
+        ranges = vec![(ranges[0].0, None)];
     }
     Ok(Some(Narrowed {
         ranges,
