@@ -107,32 +107,19 @@ fn logs_where_in(
         params.push(Value::BigInt(hi));
     }
     push_record_filters(&mut sql, &mut params, f);
-    match narrowed {
-        // One stretch is one more condition on `logs` itself.
-        Some(Narrowed { ranges, .. }) if ranges.len() == 1 => {
-            match ranges[0] {
-                (lo, Some(hi)) => sql.push_str(&format!(" AND seq BETWEEN {lo} AND {hi}")),
-                (lo, None) => sql.push_str(&format!(" AND seq >= {lo}")),
-            }
-            Where {
-                from: "logs".to_owned(),
-                rid: "rowid",
-                sql,
-                params,
-            }
+    let (from, rid) = match narrowed {
+        Some(n) if n.ranges.len() > 1 => (n.source(), "rid"),
+        Some(n) => {
+            sql.push_str(&n.condition());
+            ("logs".to_owned(), "rowid")
         }
-        Some(n) => Where {
-            from: n.source(),
-            rid: "rid",
-            sql,
-            params,
-        },
-        None => Where {
-            from: "logs".to_owned(),
-            rid: "rowid",
-            sql,
-            params,
-        },
+        None => ("logs".to_owned(), "rowid"),
+    };
+    Where {
+        from,
+        rid,
+        sql,
+        params,
     }
 }
 

@@ -419,10 +419,19 @@ pub(crate) struct Narrowed {
 }
 
 impl Narrowed {
-    /// The `FROM` source for these ranges: one scan per range, so each is pruned by the
-    /// row groups' `seq` statistics (a disjunction of ranges in one scan is not). A
-    /// single range is a condition on `logs` instead (`search.rs`): a union reads every
-    /// column of the rows it passes on.
+    /// The condition on `logs` for the first range, e.g. ` AND seq >= 30`: what a
+    /// single range adds to a search's `WHERE` (a union would hide the scan from
+    /// DuckDB's top-N, which narrows its `ts` bound inside a plain scan).
+    pub(crate) fn condition(&self) -> String {
+        match self.ranges.first() {
+            Some((lo, Some(hi))) => format!(" AND seq BETWEEN {lo} AND {hi}"),
+            Some((lo, None)) => format!(" AND seq >= {lo}"),
+            None => String::new(),
+        }
+    }
+
+    /// The `FROM` source for several ranges: one scan per range, so each is pruned by
+    /// the row groups' `seq` statistics (a disjunction of ranges in one scan is not).
     pub(crate) fn source(&self) -> String {
         let parts: Vec<String> = self
             .ranges
@@ -970,5 +979,6 @@ mod tests {
             "(SELECT rowid AS rid, * FROM logs WHERE seq BETWEEN 1 AND 10 UNION ALL \
              SELECT rowid AS rid, * FROM logs WHERE seq >= 30) AS logs"
         );
+        assert_eq!(n.condition(), " AND seq BETWEEN 1 AND 10");
     }
 }
