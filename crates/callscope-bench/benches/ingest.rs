@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo bench --workspace --bench ingest -- [--protocol grpc,http] [--concurrency 8]
 //!     [--batch 500] [--duration 20] [--base-store FILE] [--no-limits] [--no-load80]
-//!     [--probe-reads]
+//!     [--probe-reads] [--load-fraction 0.8] [--peer 'COMMAND {grpc}']
 //! ```
 //!
 //! 1. **Limits**, on the very records the load generator sends: raw prost decode of the
@@ -18,6 +18,12 @@
 //! 3. **Latency at 80 %**: the same server at 80 % of the rate just measured, on a fixed
 //!    schedule, latency measured from the scheduled send time. With `--probe-reads`,
 //!    the customer API's reads are timed during that run and again with no ingest.
+//!    `--load-fraction` sets another share of the measured rate.
+//! 4. **A peer**, with `--peer`: after callscope's closed loop, the same load at full
+//!    speed against another collector started from the command given (`{grpc}` becomes
+//!    a free `127.0.0.1:port` for its OTLP/gRPC receiver), e.g. rotel discarding
+//!    everything: `--peer 'rotel-agent start --exporter blackhole --otlp-grpc-endpoint {grpc}'`.
+//!    Its rate is the ceiling of receive, decode and acknowledge on this machine.
 //!
 //! Each (protocol, concurrency, batch) combination gets a fresh server.
 
@@ -104,6 +110,13 @@ struct Args {
     /// (calls list, a call's page, a search) five times a second.
     #[arg(long)]
     probe_reads: bool,
+    /// The latency run's rate, as a share of the closed loop's.
+    #[arg(long, default_value_t = 0.8)]
+    load_fraction: f64,
+    /// A peer collector to run the same closed loop against (gRPC only): a shell
+    /// command in which `{grpc}` is replaced by the address it must listen on.
+    #[arg(long)]
+    peer: Option<String>,
     /// Internal: run as the server child, storing under this folder.
     #[arg(long, hide = true)]
     serve_child: Option<PathBuf>,
@@ -202,6 +215,19 @@ fn main() -> anyhow::Result<()> {
             m.records_per_sec,
             check(m.records_per_sec >= 250_000.0)
         );
+        if let Some(peer) = &r.peer {
+            let ratio = m.records_per_sec / peer.records_per_sec;
+            println!(
+                "  durable ingest >= 0.5x the peer ({:.0}): {ratio:.2}x -> {}",
+                peer.records_per_sec,
+                check(ratio >= 0.5)
+            );
+        }
+        println!(
+            "  server CPU <= 10 us per durable record: {:.2} -> {}",
+            r.server_cpu_us_per_record,
+            check(r.server_cpu_us_per_record <= 10.0)
+        );
         if let Some(l) = &limits {
             let ratio = m.records_per_sec / l.appender;
             println!(
@@ -213,8 +239,9 @@ fn main() -> anyhow::Result<()> {
         }
         if let Some(l80) = &r.load80 {
             println!(
-                "  p99 <= 100 ms at 80% load ({:.0} records/s offered, {:.0} acknowledged): {:.1} ms -> {}",
+                "  p99 <= 100 ms at 80% load ({:.0} records/s offered = {:.0}%, {:.0} acknowledged): {:.1} ms -> {}",
                 l80.options.rate.unwrap_or(0.0),
+                args.load_fraction * 100.0,
                 l80.records_per_sec,
                 l80.latency_ms.p99,
                 check(l80.latency_ms.p99 <= 100.0 && l80.errors.is_empty())
@@ -364,6 +391,7 @@ fn limits(args: &Args, workload: &Workload) -> anyhow::Result<Limits> {
 
 struct RunResult {
     max: Report,
+    peer: Option<Report>,
     load80: Option<Report>,
     peak_rss_mib: f64,
     server_cpu_us_per_record: f64,
@@ -523,11 +551,29 @@ async fn one_run(
         hwm as f64 / 1024.0
     );
 
+    let peer = match (&args.peer, protocol) {
+        (Some(cmd), Protocol::Grpc) => {
+            let r = peer_run(cmd, &options).await?;
+            println!(
+                "  peer `{cmd}`: {:.0} records/s (ack p99 {:.1} ms); callscope/peer = {:.2}",
+                r.records_per_sec,
+                r.latency_ms.p99,
+                max.records_per_sec / r.records_per_sec
+            );
+            Some(r)
+        }
+        _ => None,
+    };
+
     let load80 = if args.no_load80 || max.records_per_sec <= 0.0 {
         None
     } else {
+        println!(
+            "  latency run at {:.0} % of that rate:",
+            args.load_fraction * 100.0
+        );
         let o = LoadOptions {
-            rate: Some(max.records_per_sec * 0.8),
+            rate: Some(max.records_per_sec * args.load_fraction),
             warmup: Duration::from_secs(2),
             ..options.clone()
         };
@@ -551,10 +597,40 @@ async fn one_run(
     server.stop()?;
     Ok(RunResult {
         max,
+        peer,
         load80,
         peak_rss_mib: hwm as f64 / 1024.0,
         server_cpu_us_per_record,
     })
+}
+
+/// Starts the peer collector, runs `options`' closed loop against its gRPC receiver,
+/// and stops it.
+async fn peer_run(cmd: &str, options: &LoadOptions) -> anyhow::Result<Report> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {}", cmd.replace("{grpc}", &addr.to_string())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the peer: {cmd}"))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("the peer did not listen on {addr}: {cmd}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let o = LoadOptions {
+        endpoint: format!("http://{addr}"),
+        ..options.clone()
+    };
+    let report = run_load(&o).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    report
 }
 
 /// The server child: a callscope server on ephemeral ports storing under `dir`, until

@@ -1,21 +1,26 @@
 //! DuckDB storage for customer call logs: one embedded file, one writer, many readers.
 //!
-//! - [`Store::append`] hands records to the single writer thread and resolves only
-//!   after the transaction holding them has committed, so a caller may acknowledge
-//!   its sender then. Waiting requests are committed together (group commit).
+//! - [`Store::append`] hands records to the acceptor thread and resolves only after
+//!   they are durable: written to the store's ack log and fsynced, so a caller may
+//!   acknowledge its sender then. Waiting requests are written together (group
+//!   commit). The writer thread applies acknowledged groups to DuckDB afterwards, many
+//!   per transaction, so a DuckDB checkpoint never delays an acknowledgement; every read
+//!   first waits until what was acknowledged before it began is applied, and opening
+//!   the file applies what a crash left in the log (see `accept.rs`, `acklog.rs`).
 //! - Record ids are content-derived, so an exporter's retry is stored once: the
-//!   writer drops ids already in the table before appending.
+//!   acceptor drops ids already stored or already acknowledged.
 //! - The write queue is bounded in records; when it is full, `append` fails fast with
 //!   [`Error::Overloaded`] rather than buffering without limit.
 //! - A failed write is never acknowledged: every request in the group gets
 //!   [`Error::Unavailable`] and [`Store::is_ready`] turns false until a write succeeds.
+//!   While the writer cannot apply what was acknowledged, nothing more is acknowledged.
 //!   When the failure left DuckDB unusable (a checkpoint that failed on a full disk
 //!   invalidates the database instance), the writer closes it and reopens the file,
 //!   retrying until it opens, so ingest recovers without a restart once the fault
 //!   clears. Everything committed before stays in the file and its write-ahead log.
-//! - [`Store::append_spans`] stores spans the same way: one queue, one writer, the same
-//!   group commit (a group may hold record and span requests alike), acknowledged after
-//!   `COMMIT`, retries dropped by their content-derived ids. A span also widens its
+//! - [`Store::append_spans`] stores spans the same way: one queue, the same groups (a
+//!   group may hold record and span requests alike), acknowledged once in the ack log,
+//!   retries dropped by their content-derived ids. A span also widens its
 //!   call's window in `calls`, so a call known only from its spans exists. Retention
 //!   deletes spans that ended before the cut-off. (See `timeline.rs`.)
 //! - Every write goes through the writer thread, one at a time: record groups, the
@@ -33,6 +38,8 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
+mod acklog;
 mod calls;
 mod error;
 mod export;
@@ -96,10 +103,12 @@ pub struct StoreConfig {
     /// Records older than this many days are deleted in the background; 0 keeps
     /// everything.
     pub retention_days: u32,
-    /// How many records may wait for the writer. When full, ingest is refused with a
-    /// retryable status instead of buffering more (this bounds memory).
+    /// How many records may wait to be acknowledged, and how many acknowledged records
+    /// may wait to be applied to DuckDB. When full, ingest is refused with a retryable
+    /// status instead of buffering more (this bounds memory).
     pub queue_records: usize,
-    /// The most records one transaction commits; waiting requests are grouped up to it.
+    /// The most records one ack log write, and one DuckDB transaction, holds; waiting
+    /// requests are grouped up to it.
     pub commit_group_records: usize,
     /// Connections for API queries (each query holds one while it runs).
     pub reader_connections: usize,
@@ -159,8 +168,9 @@ impl Readers {
     }
 }
 
-/// Marks the writer as ended when dropped.
-struct ExitSignal(watch::Sender<bool>);
+/// Marks the writer as ended when dropped (by the acceptor's thread or the writer's,
+/// whichever ends first).
+struct ExitSignal(Arc<watch::Sender<bool>>);
 
 impl Drop for ExitSignal {
     fn drop(&mut self) {
@@ -208,7 +218,10 @@ struct Inner {
     metrics: Arc<StoreMetrics>,
     schema: duckdb::arrow::datatypes::SchemaRef,
     span_schema: duckdb::arrow::datatypes::SchemaRef,
+    /// The acceptor's thread (`accept.rs`), then the writer's.
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    applier_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    acks: Arc<accept::Acks>,
     /// Turns true when the writer thread has ended, however it ended.
     writer_exited: watch::Receiver<bool>,
     path: PathBuf,
@@ -251,6 +264,14 @@ impl Store {
         schema::migrate(&conn)?;
         export::remove_stale(&path);
 
+        // Acknowledged records the last run left unapplied go in first.
+        let (store_id, applied) = acklog::state(&conn)?;
+        let opened = acklog::AckLog::open(&acklog::AckLog::dir_for(&path), store_id, applied)?;
+        let group = config.commit_group_records.max(1);
+        writer::replay(&conn, &opened.replay, group)?;
+        let applied = opened.replay.last().map_or(applied, |u| u.no);
+        drop(opened.replay);
+
         let reader_count = config.reader_connections.max(1);
         let readers = Arc::new(Readers {
             pool: Mutex::new(Readers::connect(&conn, reader_count)?),
@@ -261,30 +282,63 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::default());
         let queue_records = config.queue_records.max(1);
         let (tx, rx) = mpsc::channel();
+        let (writer_tx, writer_rx) = mpsc::channel();
         let journal = Arc::new(writer::Journal::default());
         let hub = Arc::new(live::Hub::default());
+        let acks = Arc::new(accept::Acks::new(applied));
+        let lookup = Arc::new(Mutex::new(Some(writer::lookup_connection(&conn)?)));
+        let acceptor = accept::Acceptor::new(
+            rx,
+            writer_tx,
+            opened.log,
+            lookup.clone(),
+            &conn,
+            opened.last_unit,
+            acks.clone(),
+            queue_records,
+            hub.clone(),
+            metrics.clone(),
+            journal.clone(),
+            group,
+        )?;
+        metrics.watch_backlog(queue_records, acceptor.backlog.clone());
         let w = writer::Writer::new(
             conn,
-            rx,
+            writer_rx,
             ready.clone(),
             metrics.clone(),
-            config.commit_group_records.max(1),
+            group,
             writer::Reopen {
                 config: config.clone(),
                 readers: readers.clone(),
+                lookup,
             },
             journal.clone(),
-            hub.clone(),
+            acks.clone(),
         )?;
         let (exited_tx, writer_exited) = watch::channel(false);
-        let handle = std::thread::Builder::new()
-            .name("callscope-writer".into())
-            .spawn(move || {
-                // Dropped when `run` returns or unwinds, so a panic is seen too.
-                let _exited = ExitSignal(exited_tx);
-                w.run();
-            })
-            .map_err(|e| open_err(Box::new(e)))?;
+        let exited_tx = Arc::new(exited_tx);
+        let spawn =
+            |name: &str, exited: Arc<watch::Sender<bool>>, run: Box<dyn FnOnce() + Send>| {
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        // Dropped when `run` returns or unwinds, so a panic is seen too.
+                        let _exited = ExitSignal(exited);
+                        run();
+                    })
+                    .map_err(|e| open_err(Box::new(e)))
+            };
+        let writer_handle = spawn(
+            "callscope-writer",
+            exited_tx.clone(),
+            Box::new(move || w.run()),
+        )?;
+        let handle = spawn(
+            "callscope-acceptor",
+            exited_tx,
+            Box::new(move || acceptor.run()),
+        )?;
 
         let queue = Arc::new(Semaphore::new(queue_records));
         metrics.watch_queue(queue_records, queue.clone());
@@ -299,6 +353,8 @@ impl Store {
                 schema: prepare::logs_schema(),
                 span_schema: timeline::spans_schema(),
                 writer_thread: Mutex::new(Some(handle)),
+                applier_thread: Mutex::new(Some(writer_handle)),
+                acks,
                 writer_exited,
                 path,
                 journal,
@@ -356,7 +412,8 @@ impl Store {
             .ok();
     }
 
-    /// Stores `records` and resolves once they are committed.
+    /// Stores `records` and resolves once they are durable (in the ack log; the writer
+    /// applies them to DuckDB after, and reads wait for that).
     ///
     /// # Errors
     /// [`Error::Overloaded`] when the write queue is full (nothing was queued);
@@ -454,7 +511,9 @@ impl Store {
     /// Did the last write succeed? (`/readyz`.)
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed) && self.inner.tx.lock().is_some()
+        self.inner.ready.load(Ordering::Relaxed)
+            && self.inner.acks.log_ok()
+            && self.inner.tx.lock().is_some()
     }
 
     /// The store's counters.
@@ -517,6 +576,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        // A read that starts after an acknowledgement sees what it acknowledged.
+        self.inner.acks.barrier().await?;
         // The slot moves into the blocking task, so it is held until the connection is
         // back in the pool even if this future is dropped early.
         let slot = self
@@ -809,8 +870,11 @@ impl Store {
         } else {
             Ok(())
         };
-        let writer_thread = self.inner.writer_thread.lock().take();
-        if let Some(h) = writer_thread {
+        let threads = [
+            self.inner.writer_thread.lock().take(),
+            self.inner.applier_thread.lock().take(),
+        ];
+        for h in threads.into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         // Nothing more will be committed: live streams end.

@@ -23,6 +23,9 @@ pub struct StoreMetrics {
     commit_latency: Histogram,
     ack_latency: Histogram,
     fold_latency: Histogram,
+    apply_latency: Histogram,
+    /// The writer's backlog of acknowledged records: capacity and semaphore.
+    backlog: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
     index_latency: Histogram,
     index_pending: AtomicU64,
     /// The write queue's capacity and its semaphore, read when rendering so the depth
@@ -45,6 +48,8 @@ impl Default for StoreMetrics {
             commit_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
             fold_latency: Histogram::new(LATENCY_BUCKETS),
+            apply_latency: Histogram::new(LATENCY_BUCKETS),
+            backlog: OnceLock::new(),
             index_latency: Histogram::new(LATENCY_BUCKETS),
             index_pending: AtomicU64::new(0),
             queue: OnceLock::new(),
@@ -77,6 +82,14 @@ impl StoreMetrics {
 
     pub(crate) fn record_fold(&self, took: Duration) {
         self.fold_latency.observe(took);
+    }
+
+    pub(crate) fn record_apply(&self, took: Duration) {
+        self.apply_latency.observe(took);
+    }
+
+    pub(crate) fn watch_backlog(&self, capacity: usize, backlog: Arc<tokio::sync::Semaphore>) {
+        let _ = self.backlog.set((capacity, backlog));
     }
 
     pub(crate) fn record_index_step(&self, took: Duration) {
@@ -190,7 +203,7 @@ impl MetricsSource for StoreMetrics {
         w.single(
             "callscope_store_write_errors_total",
             MetricKind::Counter,
-            "Commits that failed; none was acknowledged.",
+            "Writes that failed: ack log appends (nothing acknowledged) and database applies (retried from the ack log).",
             c(&self.write_errors),
         );
         let (cap, available) = self.queue.get().map_or((0.0, 0.0), |(cap, queue)| {
@@ -208,6 +221,15 @@ impl MetricsSource for StoreMetrics {
             "Records waiting for the writer.",
             (cap - available).max(0.0),
         );
+        let (cap, available) = self.backlog.get().map_or((0.0, 0.0), |(cap, b)| {
+            (*cap as f64, b.available_permits() as f64)
+        });
+        w.single(
+            "callscope_store_apply_backlog_records",
+            MetricKind::Gauge,
+            "Records acknowledged (durable in the ack log) and not yet applied to the database.",
+            (cap - available).max(0.0),
+        );
         let name = "callscope_exports_total";
         w.family(name, MetricKind::Counter, "Exports started, by format.");
         for (f, n) in crate::ExportFormat::ALL.iter().zip(&self.exports) {
@@ -222,13 +244,19 @@ impl MetricsSource for StoreMetrics {
         self.commit_latency.render(
             w,
             "callscope_store_commit_seconds",
-            "Time to write and commit one group.",
+            "Time to accept one group: find its duplicates, write it to the ack log and fsync it.",
             &[],
         );
         self.ack_latency.render(
             w,
             "callscope_ingest_to_commit_seconds",
-            "Time from a request reaching the write queue to its commit.",
+            "Time from a request reaching the write queue to its acknowledgement (durable in the ack log).",
+            &[],
+        );
+        self.apply_latency.render(
+            w,
+            "callscope_store_apply_seconds",
+            "Time to apply acknowledged units to the database in one transaction.",
             &[],
         );
         self.fold_latency.render(

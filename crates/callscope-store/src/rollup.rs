@@ -13,13 +13,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use duckdb::{
-    Connection,
-    arrow::{
-        array::{ArrayRef, Int64Array, StringArray, UInt8Array},
-        datatypes::{DataType, Field, Schema},
-        record_batch::RecordBatch,
-    },
+use duckdb::arrow::{
+    array::{ArrayRef, Int64Array, StringArray, UInt8Array},
+    datatypes::{DataType, Field, Schema},
+    record_batch::RecordBatch,
 };
 
 use crate::{Error, Result};
@@ -182,14 +179,12 @@ impl Counts {
 
     /// Appends the counts to `count_journal`, inside the caller's transaction; the
     /// writer folds them into `log_counts` later.
-    pub(crate) fn write(&self, conn: &Connection) -> Result<()> {
+    /// The rows to append to `count_journal`, unless every count is zero.
+    pub(crate) fn batch_if_any(&self) -> Result<Option<RecordBatch>> {
         if self.rows.iter().all(|(_, n)| *n == 0) {
-            return Ok(());
+            return Ok(None);
         }
-        let mut app = conn.appender("count_journal")?;
-        app.append_record_batch(self.batch()?)?;
-        app.flush()?;
-        Ok(())
+        self.batch().map(Some)
     }
 }
 

@@ -30,7 +30,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -183,6 +183,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     // The text index (`textindex.rs`). Older builds ignore the table; what they store
     // meanwhile is the index's backlog when this build opens the file again.
     conn.execute_batch(crate::textindex::DDL)?;
+    // Version 7: the ack log's position (`acklog.rs`). An older build would ignore the
+    // acknowledged records the log still holds, so it must not open this file.
+    conn.execute_batch(crate::acklog::DDL)?;
     if found != Some(SCHEMA_VERSION) {
         conn.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -646,6 +646,9 @@ mod tests {
 
     /// Waits until the writer has turned every full block's worth into blocks.
     async fn indexed(store: &Store, block: usize) {
+        // The index notes records when the writer applies them, which may be just
+        // after their acknowledgement: a read waits for that.
+        store.read(|_| Ok(())).await.unwrap();
         for _ in 0..500 {
             if store.metrics().text_index_pending() < 2 * block as u64 {
                 return;

@@ -176,16 +176,16 @@ fn number(r: &LogRecord, key: &str) -> Option<f64> {
 #[derive(Debug, Clone)]
 pub(crate) struct MetricRow {
     pub(crate) row: u32,
-    id: Uuid,
-    call_key: String,
-    ts: i64,
-    kind: u8,
-    turn: Option<i64>,
-    end_to_end_ms: Option<i64>,
-    llm_input_tokens: Option<i64>,
-    llm_output_tokens: Option<i64>,
-    tts_characters: Option<i64>,
-    stt_us: Option<i64>,
+    pub(crate) id: Uuid,
+    pub(crate) call_key: String,
+    pub(crate) ts: i64,
+    pub(crate) kind: u8,
+    pub(crate) turn: Option<i64>,
+    pub(crate) end_to_end_ms: Option<i64>,
+    pub(crate) llm_input_tokens: Option<i64>,
+    pub(crate) llm_output_tokens: Option<i64>,
+    pub(crate) tts_characters: Option<i64>,
+    pub(crate) stt_us: Option<i64>,
 }
 
 impl MetricRow {
@@ -223,30 +223,6 @@ impl MetricRow {
             _ => None,
         }
     }
-}
-
-/// Appends `rows` to `call_metrics`, inside the caller's transaction.
-pub(crate) fn write_metrics<'a>(
-    conn: &Connection,
-    rows: impl Iterator<Item = &'a MetricRow>,
-) -> Result<()> {
-    let mut app = conn.appender("call_metrics")?;
-    for m in rows {
-        app.append_row(duckdb::params![
-            m.id.to_string(),
-            m.call_key,
-            m.ts,
-            m.kind,
-            m.turn,
-            m.end_to_end_ms,
-            m.llm_input_tokens,
-            m.llm_output_tokens,
-            m.tts_characters,
-            m.stt_us,
-        ])?;
-    }
-    app.flush()?;
-    Ok(())
 }
 
 /// One `append_spans` request, ready for the writer.

@@ -1,36 +1,37 @@
-//! The single writer: one thread owns the write connection, gathers whatever append
-//! requests are waiting into one transaction (group commit), drops records already
-//! stored, and answers every request in the group only after `COMMIT` returned.
+//! The writer: one thread owns the write connection and applies to DuckDB the units the
+//! acceptor has already acknowledged (`accept.rs`, `acklog.rs`), as many as are waiting
+//! in one transaction, recording in it the last unit applied. It also runs every other
+//! write (purges, comments and keys) in the order they were sent, folds the summaries'
+//! journal, and builds the text index between transactions.
 //!
 //! # The journal
 //!
-//! A group commit appends its records to `logs`, and its per-call deltas and counts to
+//! A unit appends its records to `logs`, and its per-call deltas and counts to
 //! `call_journal` and `count_journal`: three appends, no update. Folding the journal
 //! into `calls` and `log_counts` (a `MERGE` and an upsert, both through ART indexes)
 //! cost more than the rest of the group together, so it happens once per
-//! [`FOLD_EVERY`] for every group since, not once per group. Between folds the journal
+//! [`FOLD_EVERY`] for every unit since, not once per unit. Between folds the journal
 //! is part of the committed state:
-//! - the API's reads never wait for the writer: they read the views `calls_live` and
+//! - the API's reads never wait for the fold: they read the views `calls_live` and
 //!   `log_counts_live`, which add the journal to the tables, and one call's window
 //!   reads the journal beside `calls`. [`crate::Store::read`], which lends a connection
 //!   for any SQL, asks for a fold first and waits for it ([`Journal::request`]; the
-//!   writer folds between two groups, ahead of the queue);
+//!   writer folds between two transactions, ahead of the queue);
 //! - a crash leaves the deltas in the journal, committed with their records, and the
 //!   next open folds them before anything else;
 //! - a purge and a shutdown fold first.
 //!
-//! # Duplicates
+//! # Failures
 //!
-//! Retries are dropped by id. Rather than looking every id of a group up in `logs`,
-//! the writer asks [`RecentIds`] first: for a group newer than what it remembers
-//! only the ids it remembers are looked up, usually none (see `recent.rs`).
-//!
-//! When a write fails and DuckDB has invalidated the database instance (it does when a
-//! checkpoint fails, e.g. on a full disk), the writer closes the instance and reopens the
-//! file, at most once per [`REOPEN_INTERVAL`], failing appends fast in between.
+//! A unit that cannot be applied stays in the backlog (it is durable in the ack log)
+//! and is tried again every [`REOPEN_INTERVAL`]; meanwhile `/readyz` is red, reads that
+//! would need it answer `Unavailable`, and once the backlog is full appends are refused.
+//! When DuckDB has invalidated the database instance (it does when a checkpoint fails,
+//! e.g. on a full disk), the writer closes the instance and reopens the file, at most
+//! once per [`REOPEN_INTERVAL`].
 
 use std::{
-    collections::HashSet,
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -39,31 +40,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use callscope_model::Timestamp;
-use duckdb::{
-    Connection,
-    arrow::{
-        array::{Array, BooleanArray, Int64Array},
-        compute::filter_record_batch,
-        record_batch::RecordBatch,
-    },
-};
+use duckdb::{Connection, arrow::record_batch::RecordBatch};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use uuid::Uuid;
 
 use crate::{
-    AppendReceipt, Error, Readers, Result, StoreConfig,
-    live::Hub,
-    metrics::StoreMetrics,
-    open_connection,
-    prepare::{self, PreparedBatch},
-    query::parse_id,
-    recent::{self, RecentIds},
-    rollup::{self, Counts},
-    summary::{self, CallDelta},
-    textindex::TextIndex,
-    timeline::{self, PreparedSpans},
+    AppendReceipt, Error, Readers, Result, StoreConfig, accept::Acks, acklog::Unit,
+    metrics::StoreMetrics, open_connection, prepare::PreparedBatch, rollup, summary,
+    textindex::TextIndex, timeline,
 };
 
 /// How often the writer tries to reopen a database that DuckDB invalidated.
@@ -90,6 +74,11 @@ impl Journal {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// A unit that adds call deltas was acknowledged: the next `Store::sync` folds.
+    pub(crate) fn mark_pending(&self) {
+        self.pending.store(true, Ordering::Release);
+    }
+
     /// Registers a read that needs the journal folded; the caller then wakes the writer
     /// with [`Command::Fold`] and awaits the receiver. `None` when nothing is pending.
     pub(crate) fn request(&self) -> Option<oneshot::Receiver<Result<()>>> {
@@ -106,6 +95,8 @@ impl Journal {
 pub(crate) struct Reopen {
     pub(crate) config: StoreConfig,
     pub(crate) readers: Arc<Readers>,
+    /// The acceptor's look-up connection, replaced with the rest.
+    pub(crate) lookup: Arc<Mutex<Option<Connection>>>,
 }
 
 /// A write other than records: given the writer's connection (or why there is none), it
@@ -113,6 +104,7 @@ pub(crate) struct Reopen {
 pub(crate) type WriteJob = Box<dyn FnOnce(Result<&Connection>) -> Result<()> + Send>;
 
 pub(crate) enum Command {
+    /// An append request, for the acceptor.
     Append {
         batch: Box<PreparedBatch>,
         reply: oneshot::Sender<Result<AppendReceipt>>,
@@ -133,23 +125,11 @@ pub(crate) enum Command {
     Write(WriteJob),
     /// A read is waiting for the journal to be folded ([`Journal::request`]).
     Fold,
-}
-
-/// Where a group commit's time went, for the debug log.
-#[derive(Default)]
-struct Phases {
-    /// Looking up which incoming ids are already stored.
-    dedupe: Duration,
-    /// How many of the group's ids were looked up in `logs` (see [`RecentIds`]).
-    looked_up: usize,
-    /// Appending the records to `logs`.
-    append: Duration,
-    /// Appending the group's call deltas to `call_journal`.
-    calls: Duration,
-    /// Appending the group's counts to `count_journal`.
-    counts: Duration,
-    /// `COMMIT`: the WAL write and its fsync.
-    commit: Duration,
+    /// An acknowledged unit, for the writer; the permit holds its room in the backlog.
+    Apply {
+        unit: Box<Unit>,
+        _permit: OwnedSemaphorePermit,
+    },
 }
 
 pub(crate) struct Writer {
@@ -164,19 +144,22 @@ pub(crate) struct Writer {
     closed: Option<(Instant, String)>,
     journal: Arc<Journal>,
     last_fold: Instant,
-    recent: RecentIds,
-    /// The same for `spans`, by start time: a span's id is its trace and span ids, and
-    /// a retried span keeps its start time.
-    recent_spans: RecentIds,
-    /// The last commit sequence number given to a record (`logs.seq`). Numbers are
-    /// never reused, even by a group that failed: its commit may have been durable.
-    last_seq: i64,
-    /// Where committed records go to live streams.
-    hub: Arc<Hub>,
+    /// Acknowledged units not applied yet, oldest first.
+    backlog: VecDeque<(Box<Unit>, OwnedSemaphorePermit)>,
+    /// After a failed apply, none is tried before this.
+    apply_paused_until: Option<Instant>,
+    acks: Arc<Acks>,
     /// The text index's pending work (see `textindex.rs`).
     index: TextIndex,
     /// After a failed index step, none is tried before this.
     index_paused_until: Option<Instant>,
+}
+
+/// A connection for the acceptor's duplicate look-ups, with its scratch tables.
+pub(crate) fn lookup_connection(conn: &Connection) -> Result<Connection> {
+    let lookup = conn.try_clone()?;
+    lookup.execute_batch(&scratch_ddl())?;
+    Ok(lookup)
 }
 
 fn scratch_ddl() -> String {
@@ -200,18 +183,14 @@ impl Writer {
         max_group_rows: usize,
         reopen: Reopen,
         journal: Arc<Journal>,
-        hub: Arc<Hub>,
+        acks: Arc<Acks>,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
-        let last_seq: i64 =
-            conn.query_row("SELECT coalesce(max(seq), 0) FROM logs", [], |r| r.get(0))?;
         let left: i64 = conn.query_row(
             "SELECT (SELECT count(*) FROM call_journal) + (SELECT count(*) FROM count_journal)",
             [],
             |r| r.get(0),
         )?;
-        let (newest, ahead) = Self::stored_times(&conn, &LOGS)?;
-        let (newest_span, ahead_spans) = Self::stored_times(&conn, &SPANS)?;
         let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
         metrics.set_index_pending(index.pending_records());
         let mut writer = Self {
@@ -224,10 +203,9 @@ impl Writer {
             closed: None,
             journal,
             last_fold: Instant::now(),
-            recent: RecentIds::new(newest, &ahead, recent::GENERATION),
-            recent_spans: RecentIds::new(newest_span, &ahead_spans, recent::SPAN_GENERATION),
-            last_seq,
-            hub,
+            backlog: VecDeque::new(),
+            apply_paused_until: None,
+            acks,
             index,
             index_paused_until: None,
         };
@@ -239,34 +217,6 @@ impl Writer {
             writer.fold();
         }
         Ok(writer)
-    }
-
-    /// What [`RecentIds`] starts from, for `kind`'s table: the newest stored time no
-    /// further ahead of the clock than [`recent::AHEAD`], and the ids of the rows further
-    /// ahead (at most one more than [`recent::AHEAD_CAP`]).
-    fn stored_times(conn: &Connection, kind: &Deduped) -> Result<(i64, Vec<Uuid>)> {
-        let Deduped { table, ts, .. } = kind;
-        let horizon = Timestamp::now().0.saturating_add(recent::AHEAD);
-        let newest: Option<i64> = conn.query_row(
-            &format!("SELECT max({ts}) FROM {table} WHERE {ts} <= ?"),
-            [horizon],
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id::VARCHAR FROM {table} WHERE {ts} > ? LIMIT {}",
-            recent::AHEAD_CAP + 1
-        ))?;
-        let ahead = stmt
-            .query_map([horizon], |r| r.get::<_, String>(0))?
-            .map(|s| parse_id(&s?))
-            .collect::<Result<Vec<_>>>()?;
-        if ahead.len() > recent::AHEAD_CAP {
-            tracing::warn!(
-                cap = recent::AHEAD_CAP,
-                "The file holds more records stamped over five minutes ahead than are remembered; every group is looked up in storage for duplicates."
-            );
-        }
-        Ok((newest.unwrap_or(i64::MIN), ahead))
     }
 
     /// The write connection, reopening the database first if it is closed (at most once
@@ -303,6 +253,7 @@ impl Writer {
         let all = u32::try_from(readers.count).unwrap_or(u32::MAX);
         let slots = block_on(readers.slots.clone().acquire_many_owned(all));
         readers.pool.lock().clear();
+        *self.reopen.lookup.lock() = None;
         self.conn = None;
         drop(slots);
         self.closed = Some((Instant::now(), why));
@@ -325,11 +276,13 @@ impl Writer {
         let opened = open_connection(&self.reopen.config).and_then(|conn| {
             conn.execute_batch(&scratch_ddl())?;
             let pool = Readers::connect(&conn, readers.count)?;
-            Ok((conn, pool))
+            let lookup = lookup_connection(&conn)?;
+            Ok((conn, pool, lookup))
         });
         match opened {
-            Ok((conn, pool)) => {
+            Ok((conn, pool, lookup)) => {
                 *readers.pool.lock() = pool;
+                *self.reopen.lookup.lock() = Some(lookup);
                 self.conn = Some(conn);
                 self.closed = None;
                 // The last group may have committed before the instance failed.
@@ -352,9 +305,14 @@ impl Writer {
 
     /// Runs until a shutdown command arrives or every sender is gone.
     pub(crate) fn run(mut self) {
-        let mut group = Vec::new();
         loop {
-            let received = if self.index_due() {
+            let received = if !self.backlog.is_empty() {
+                // Only after a failed apply: it is tried again when the pause ends.
+                let wait = self.apply_paused_until.map_or(Duration::ZERO, |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
+                self.rx.recv_timeout(wait)
+            } else if self.index_due() {
                 // Index work runs while nothing else waits.
                 match self.rx.try_recv() {
                     Ok(cmd) => Ok(cmd),
@@ -374,36 +332,42 @@ impl Writer {
             let first = match received {
                 Ok(cmd) => cmd,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.fold();
+                    self.apply_backlog();
+                    if self.backlog.is_empty() && self.journal.is_pending() {
+                        self.fold_if_due();
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut rows = 0usize;
             let mut next = Some(first);
-            // Gather what is already waiting, up to the group limit; a purge or
-            // shutdown ends the group so it runs after the appends before it.
+            // Gather the units already waiting, up to the group limit; any other
+            // command runs after the units before it.
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Append {
-                        batch,
-                        reply,
-                        enqueued,
-                        _permit,
-                    } => {
-                        rows += batch.len();
-                        group.push((*batch, reply, enqueued, _permit));
+                    Command::Apply { unit, _permit } => {
+                        rows += unit.records();
+                        self.backlog.push_back((unit, _permit));
                         if rows < self.max_group_rows {
                             next = self.rx.try_recv().ok();
                         }
                     }
+                    Command::Append { reply, .. } => {
+                        // Appends go to the acceptor; one sent here has no log entry.
+                        let _ = reply.send(Err(Error::Unavailable(
+                            "an append reached the writer directly".into(),
+                        )));
+                    }
                     other => {
-                        self.commit_group(&mut group);
+                        self.apply_backlog();
                         match other {
                             Command::Purge { before_ns, reply } => {
                                 // The purge corrects `calls`, so it must hold everything.
                                 self.fold();
-                                let result = if self.journal.is_pending() {
+                                let result = if self.journal.is_pending()
+                                    || !self.backlog.is_empty()
+                                {
                                     Err(Error::Unavailable(
                                         "the call summaries could not be brought up to date".into(),
                                     ))
@@ -427,24 +391,109 @@ impl Writer {
                                 }
                             }
                             Command::Shutdown { reply } => {
+                                // One more try, paused or not: what stays in the backlog
+                                // is applied from the ack log at the next open.
+                                self.apply_paused_until = None;
+                                self.apply_backlog();
                                 self.fold();
-                                // A closed database has nothing to checkpoint: what
-                                // was committed is in the file and its WAL.
-                                let result = self.conn.as_ref().map_or(Ok(()), |c| {
-                                    c.execute_batch("CHECKPOINT").map_err(Error::from)
-                                });
+                                let result = if self.backlog.is_empty() {
+                                    // A closed database has nothing to checkpoint: what
+                                    // was committed is in the file and its WAL.
+                                    self.conn.as_ref().map_or(Ok(()), |c| {
+                                        c.execute_batch("CHECKPOINT").map_err(Error::from)
+                                    })
+                                } else {
+                                    Err(Error::Unavailable(
+                                        "acknowledged records wait in the ack log for the next start".into(),
+                                    ))
+                                };
                                 let _ = reply.send(result);
                                 return;
                             }
-                            Command::Append { .. } => unreachable!("handled above"),
+                            Command::Apply { .. } | Command::Append { .. } => {
+                                unreachable!("handled above")
+                            }
                         }
                     }
                 }
             }
-            self.commit_group(&mut group);
+            self.apply_backlog();
             self.fold_if_due();
             if self.index_due() {
                 self.index_step();
+            }
+        }
+    }
+
+    /// Applies the backlog in one transaction, unless a failure paused applying. On
+    /// success the readers waiting for it go on, and the acceptor may delete its log.
+    fn apply_backlog(&mut self) {
+        if self.backlog.is_empty() || self.apply_paused_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let started = Instant::now();
+        let retry = self.apply_paused_until.is_some();
+        let result = self.connection().map(|_| ()).and_then(|()| {
+            let conn = self.conn.as_ref().ok_or(Error::Closed)?;
+            if retry {
+                // A commit that reported an error may still have been durable: what it
+                // applied is not applied again.
+                let applied = applied_unit(conn)?;
+                while self.backlog.front().is_some_and(|(u, _)| u.no <= applied) {
+                    self.backlog.pop_front();
+                }
+            }
+            let units: Vec<&Unit> = self.backlog.iter().map(|(u, _)| &**u).collect();
+            apply_units(conn, &units)
+        });
+        match result {
+            Ok(()) => {
+                let Some(last) = self.backlog.back().map(|(u, _)| u.no) else {
+                    // The failed commit had been durable after all.
+                    self.apply_paused_until = None;
+                    self.ready.store(true, Ordering::Relaxed);
+                    let applied = self.conn.as_ref().map(applied_unit);
+                    if let Some(Ok(applied)) = applied {
+                        self.acks.set_applied(applied);
+                    }
+                    return;
+                };
+                let logs: Vec<RecordBatch> = self
+                    .backlog
+                    .iter()
+                    .flat_map(|(u, _)| u.logs().cloned())
+                    .collect();
+                let records: usize = self.backlog.iter().map(|(u, _)| u.records()).sum();
+                self.index.note(&logs);
+                self.metrics.set_index_pending(self.index.pending_records());
+                self.backlog.clear();
+                self.apply_paused_until = None;
+                self.acks.set_applied(last);
+                self.ready.store(true, Ordering::Relaxed);
+                self.metrics.record_apply(started.elapsed());
+                tracing::debug!(
+                    records,
+                    unit = last,
+                    apply_us = started.elapsed().as_micros(),
+                    "Applied acknowledged units."
+                );
+            }
+            Err(e) => {
+                if let Some(conn) = &self.conn {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.check_health();
+                self.ready.store(false, Ordering::Relaxed);
+                self.acks.set_failing();
+                self.metrics.record_write_error();
+                self.apply_paused_until = Some(Instant::now() + REOPEN_INTERVAL);
+                // As for a fold: a failed commit may have been durable.
+                self.journal.pending.store(true, Ordering::Release);
+                tracing::error!(
+                    error = %e,
+                    units = self.backlog.len(),
+                    "Write failed: applying acknowledged records to the database; they wait in the ack log and are tried again."
+                );
             }
         }
     }
@@ -487,6 +536,16 @@ impl Writer {
     /// Folds the journal and answers the reads waiting for it.
     fn fold(&mut self) {
         self.last_fold = Instant::now();
+        if !self.backlog.is_empty() {
+            // The summaries cannot be whole while acknowledged units wait.
+            let waiters = std::mem::take(&mut *self.journal.waiters.lock());
+            for w in waiters {
+                let _ = w.send(Err(Error::Unavailable(
+                    "acknowledged records are not applied yet".into(),
+                )));
+            }
+            return;
+        }
         let pending = self.journal.is_pending();
         let result = if pending {
             self.connection()
@@ -549,278 +608,6 @@ impl Writer {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn commit_group(
-        &mut self,
-        group: &mut Vec<(
-            PreparedBatch,
-            oneshot::Sender<Result<AppendReceipt>>,
-            Instant,
-            OwnedSemaphorePermit,
-        )>,
-    ) {
-        if group.is_empty() {
-            return;
-        }
-        let started = Instant::now();
-        let batches: Vec<&PreparedBatch> = group.iter().map(|(b, ..)| b).collect();
-        let mut phases = Phases::default();
-        let written = self.write(&batches, &mut phases);
-        // Tried, committed or not: a commit that reported an error may be durable.
-        let n = batches.iter().map(|b| b.ids.len()).sum();
-        let ids = batches.iter().flat_map(|b| {
-            let ts = b
-                .batch
-                .column_by_name("ts")
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
-            // `ts` is never null; without the column every id counts as stamped at
-            // the batch's newest time, which only raises the floor.
-            b.ids
-                .iter()
-                .enumerate()
-                .map(move |(i, id)| (id, ts.map_or(b.max_ts, |t| t.value(i))))
-        });
-        self.recent.remember(ids, n, Timestamp::now().0);
-        let spans = || batches.iter().filter_map(|b| b.spans.as_ref());
-        self.recent_spans.remember(
-            spans().flat_map(|s| s.ids.iter().zip(s.starts.iter().copied())),
-            spans().map(|s| s.ids.len()).sum(),
-            Timestamp::now().0,
-        );
-        match written {
-            Ok((receipts, appended)) => {
-                // Streams hear of the records once they are durable, and before their
-                // senders do, so a sender that reads its own records back finds them.
-                self.hub.publish(&appended);
-                self.index.note(&appended);
-                self.metrics.set_index_pending(self.index.pending_records());
-                self.ready.store(true, Ordering::Relaxed);
-                // A request holds records or spans, never both.
-                let (mut rows, mut dups, mut spans, mut span_dups) = (0, 0, 0, 0);
-                for ((b, ..), r) in group.iter().zip(&receipts) {
-                    if b.spans.is_some() {
-                        (spans, span_dups) = (spans + r.inserted, span_dups + r.duplicates);
-                    } else {
-                        (rows, dups) = (rows + r.inserted, dups + r.duplicates);
-                    }
-                }
-                self.metrics.record_spans(spans, span_dups);
-                self.metrics.record_commit(rows, dups, started.elapsed());
-                tracing::debug!(
-                    requests = group.len(),
-                    rows,
-                    duplicates = dups,
-                    spans,
-                    dedupe_us = phases.dedupe.as_micros(),
-                    looked_up = phases.looked_up,
-                    append_us = phases.append.as_micros(),
-                    calls_us = phases.calls.as_micros(),
-                    counts_us = phases.counts.as_micros(),
-                    commit_us = phases.commit.as_micros(),
-                    "Committed group."
-                );
-                for ((_, reply, enqueued, _permit), receipt) in group.drain(..).zip(receipts) {
-                    self.metrics.record_ack_latency(enqueued.elapsed());
-                    let _ = reply.send(Ok(receipt));
-                }
-            }
-            Err(e) => {
-                if let Some(conn) = &self.conn {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                self.check_health();
-                self.ready.store(false, Ordering::Relaxed);
-                self.metrics.record_write_error();
-                // A commit that reported an error may still have been durable; its
-                // records' retries are then all duplicates and journal nothing. Folding
-                // once more costs little and keeps reads from trusting `calls` alone.
-                self.journal.pending.store(true, Ordering::Release);
-                tracing::error!(error = %e, requests = group.len(), "Write failed; nothing in the group was acknowledged.");
-                let msg = e.to_string();
-                for (_, reply, _, _permit) in group.drain(..) {
-                    let _ = reply.send(Err(Error::Unavailable(msg.clone())));
-                }
-            }
-        }
-    }
-
-    /// Writes the group in one transaction; returns each request's receipt and the
-    /// batches appended (numbered, as stored).
-    fn write(
-        &mut self,
-        batches: &[&PreparedBatch],
-        phases: &mut Phases,
-    ) -> Result<(Vec<AppendReceipt>, Vec<RecordBatch>)> {
-        let (min_ts, max_ts) = batches.iter().fold((i64::MAX, i64::MIN), |(lo, hi), b| {
-            (lo.min(b.min_ts), hi.max(b.max_ts))
-        });
-        let mut clock = Instant::now();
-        let mut lap = || {
-            let now = Instant::now();
-            let d = now - clock;
-            clock = now;
-            d
-        };
-        // The ids to look up in `logs`: none of a group newer than the recent ids'
-        // floor unless their fingerprints are present, else every one.
-        let covered = self.recent.covers(min_ts);
-        let mut lookup = Vec::with_capacity(batches.len());
-        for b in batches {
-            lookup.extend(to_look_up(&self.recent, covered, &b.batch, &b.ids)?);
-        }
-        phases.looked_up = lookup.iter().map(RecordBatch::num_rows).sum();
-        self.metrics.record_looked_up(phases.looked_up);
-        let stored = if phases.looked_up == 0 {
-            HashSet::new()
-        } else {
-            stored(self.connection()?, &LOGS, &lookup, (min_ts, max_ts))?
-        };
-
-        let mut seen: HashSet<Uuid> = HashSet::with_capacity(batches.iter().map(|b| b.len()).sum());
-        let mut receipts = Vec::with_capacity(batches.len());
-        let mut to_append: Vec<RecordBatch> = Vec::with_capacity(batches.len());
-        let mut deltas: Vec<CallDelta> = Vec::new();
-        let mut metrics = Vec::new();
-        let mut counts = Counts::default();
-        for b in batches {
-            let keep: Vec<bool> = b
-                .ids
-                .iter()
-                .map(|id| !stored.contains(id) && seen.insert(*id))
-                .collect();
-            let dropped = keep.iter().filter(|k| !**k).count();
-            let mut calls = b.calls.clone();
-            if dropped == 0 {
-                to_append.push(b.batch.clone());
-                counts.merge(&b.counts);
-            } else {
-                let mut batch_counts = b.counts.clone();
-                for (((call, level), count), kept) in b.row_call.iter().zip(&b.row_count).zip(&keep)
-                {
-                    if !kept {
-                        calls[*call as usize].levels[usize::from(*level - 1)] -= 1;
-                        batch_counts[*count as usize].1 -= 1;
-                    }
-                }
-                counts.merge(&batch_counts);
-                let mask = BooleanArray::from(keep.clone());
-                to_append.push(
-                    filter_record_batch(&b.batch, &mask)
-                        .map_err(|e| Error::Corrupt(e.to_string()))?,
-                );
-            }
-            deltas.extend(
-                calls
-                    .into_iter()
-                    .filter(|c| c.levels.iter().sum::<i64>() > 0),
-            );
-            metrics.extend(b.metrics.iter().filter(|m| keep[m.row as usize]));
-            receipts.push(AppendReceipt {
-                inserted: b.ids.len() - dropped,
-                duplicates: dropped,
-            });
-        }
-        let span_batches: Vec<(usize, &PreparedSpans)> = batches
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| b.spans.as_ref().map(|s| (i, s)))
-            .collect();
-        let mut spans_to_append = Vec::with_capacity(span_batches.len());
-        if !span_batches.is_empty() {
-            let stored = self.spans_stored(&span_batches)?;
-            for (i, sb) in span_batches {
-                let keep: Vec<bool> = sb
-                    .ids
-                    .iter()
-                    .map(|id| !stored.contains(id) && seen.insert(*id))
-                    .collect();
-                let kept = keep.iter().filter(|k| **k).count();
-                if kept > 0 {
-                    deltas.extend(sb.calls.iter().cloned());
-                }
-                receipts[i].inserted += kept;
-                receipts[i].duplicates += sb.ids.len() - kept;
-                if kept == sb.ids.len() {
-                    spans_to_append.push(sb.batch.clone());
-                } else {
-                    spans_to_append.push(
-                        filter_record_batch(&sb.batch, &BooleanArray::from(keep))
-                            .map_err(|e| Error::Corrupt(e.to_string()))?,
-                    );
-                }
-            }
-        }
-
-        let mut appended = Vec::with_capacity(to_append.len());
-        for rb in to_append.into_iter().filter(|b| b.num_rows() > 0) {
-            appended.push(prepare::with_seq(&rb, self.last_seq + 1)?);
-            self.last_seq += i64::try_from(rb.num_rows()).unwrap_or(i64::MAX);
-        }
-        phases.dedupe = lap();
-        // Marked before the commit: once the group is answered, `Store::sync` must
-        // fold it. A group that fails leaves the mark, which costs one empty fold.
-        let journaled = !deltas.is_empty();
-        if journaled {
-            self.journal.pending.store(true, Ordering::Release);
-        }
-        let conn = self.connection()?;
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        {
-            let mut app = conn.appender("logs")?;
-            for rb in &appended {
-                app.append_record_batch(rb.clone())?;
-            }
-            app.flush()?;
-        }
-        if spans_to_append.iter().any(|b| b.num_rows() > 0) {
-            let mut app = conn.appender("spans")?;
-            for rb in spans_to_append {
-                if rb.num_rows() > 0 {
-                    app.append_record_batch(rb)?;
-                }
-            }
-            app.flush()?;
-        }
-        if !metrics.is_empty() {
-            timeline::write_metrics(conn, metrics.into_iter())?;
-        }
-        phases.append = lap();
-        if journaled {
-            let merged = merge_deltas(deltas);
-            let mut app = conn.appender("call_journal")?;
-            app.append_record_batch(summary::delta_batch(&merged)?)?;
-            app.flush()?;
-        }
-        phases.calls = lap();
-        counts.write(conn)?;
-        phases.counts = lap();
-        conn.execute_batch("COMMIT")?;
-        phases.commit = lap();
-        Ok((receipts, appended))
-    }
-
-    /// The ids of the groups' spans that `spans` already holds. As for records, a group
-    /// newer than the remembered spans' floor looks up only the ids remembered.
-    fn spans_stored(&mut self, batches: &[(usize, &PreparedSpans)]) -> Result<HashSet<Uuid>> {
-        let (lo, hi) = batches
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), (_, b)| {
-                (lo.min(b.min_ts), hi.max(b.max_ts))
-            });
-        if lo > hi {
-            return Ok(HashSet::new());
-        }
-        let covered = self.recent_spans.covers(lo);
-        let mut lookup = Vec::with_capacity(batches.len());
-        for (_, b) in batches {
-            lookup.extend(to_look_up(&self.recent_spans, covered, &b.batch, &b.ids)?);
-        }
-        if lookup.is_empty() {
-            return Ok(HashSet::new());
-        }
-        stored(self.connection()?, &SPANS, &lookup, (lo, hi))
-    }
-
     fn purge(&mut self, before_ns: i64) -> Result<u64> {
         self.connection()?;
         let conn = self.conn.as_mut().ok_or(Error::Closed)?;
@@ -868,7 +655,7 @@ impl Writer {
 }
 
 /// Runs a future to completion on the current thread (the writer has no async runtime).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -886,96 +673,79 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
-/// A table whose rows are de-duplicated by content id, and how its stored ids are
-/// looked up: the column that bounds the look-up (a row and its retry share it, so a
-/// group's window of that column is enough, and DuckDB's zone maps prune to the few
-/// row groups written around that time) and the scratch table incoming ids go to.
-struct Deduped {
-    table: &'static str,
-    ts: &'static str,
-    clear: &'static str,
-    incoming: &'static str,
-    select: &'static str,
+/// The last unit applied, as the file records it.
+pub(crate) fn applied_unit(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row("SELECT coalesce(max(applied), 0) FROM ack_log", [], |r| {
+        r.get(0)
+    })?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
-const LOGS: Deduped = Deduped {
-    table: "logs",
-    ts: "ts",
-    clear: "DELETE FROM _incoming_ids",
-    incoming: "_incoming_ids",
-    select: "SELECT l.id::VARCHAR FROM logs l SEMI JOIN _incoming_ids i ON l.id = i.id \
-             WHERE l.ts BETWEEN ? AND ?",
-};
-
-const SPANS: Deduped = Deduped {
-    table: "spans",
-    ts: "start_ns",
-    clear: "DELETE FROM _incoming_span_ids",
-    incoming: "_incoming_span_ids",
-    select: "SELECT s.id::VARCHAR FROM spans s SEMI JOIN _incoming_span_ids i ON s.id = i.id \
-             WHERE s.start_ns BETWEEN ? AND ?",
-};
-
-/// The ids of a prepared `batch` (`ids`, by row) that may be stored already, as a
-/// one-column batch with the `id` field as prepared: every one, or when `covered`, only
-/// those whose fingerprints `recent` holds; `None` when there are none.
-fn to_look_up(
-    recent: &RecentIds,
-    covered: bool,
-    batch: &RecordBatch,
-    ids: &[Uuid],
-) -> Result<Option<RecordBatch>> {
-    let mask: Option<BooleanArray> =
-        covered.then(|| ids.iter().map(|id| Some(recent.may_hold(id))).collect());
-    if mask.as_ref().is_some_and(|m| m.true_count() == 0) {
-        return Ok(None);
-    }
-    let column = batch
-        .project(&[0])
-        .map_err(|e| Error::Corrupt(e.to_string()))?;
-    let column = match mask {
-        Some(m) => filter_record_batch(&column, &m).map_err(|e| Error::Corrupt(e.to_string()))?,
-        None => column,
+/// Appends `units` to their tables in one transaction, with the last one's number as
+/// the last unit applied.
+pub(crate) fn apply_units(conn: &Connection, units: &[&Unit]) -> Result<()> {
+    use crate::acklog::Table;
+    let Some(last) = units.last() else {
+        return Ok(());
     };
-    Ok((column.num_rows() > 0).then_some(column))
-}
-
-/// The ids of `lookup` (one-column `id` batches) that `kind`'s table already holds,
-/// within `(lo, hi)` of its bounding column.
-fn stored(
-    conn: &Connection,
-    kind: &Deduped,
-    lookup: &[RecordBatch],
-    (lo, hi): (i64, i64),
-) -> Result<HashSet<Uuid>> {
-    conn.prepare_cached(kind.clear)?.execute([])?;
-    {
-        let mut app = conn.appender(kind.incoming)?;
-        for ids in lookup {
-            app.append_record_batch(ids.clone())?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    for table in [
+        Table::Logs,
+        Table::Spans,
+        Table::CallMetrics,
+        Table::CallJournal,
+        Table::CountJournal,
+    ] {
+        let mut batches = units
+            .iter()
+            .flat_map(|u| u.parts.iter())
+            .filter(|(t, _)| *t == table)
+            .peekable();
+        if batches.peek().is_none() {
+            continue;
+        }
+        let mut app = conn.appender(table.name())?;
+        for (_, batch) in batches {
+            app.append_record_batch(batch.clone())?;
         }
         app.flush()?;
     }
-    let mut stmt = conn.prepare_cached(kind.select)?;
-    let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
-    let mut out = HashSet::new();
-    for row in rows {
-        out.insert(parse_id(&row?)?);
-    }
-    Ok(out)
+    conn.prepare_cached("UPDATE ack_log SET applied = ?")?
+        .execute([i64::try_from(last.no).unwrap_or(i64::MAX)])?;
+    conn.execute_batch("COMMIT")?;
+    Ok(())
 }
 
-fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Vec<CallDelta> = Vec::with_capacity(deltas.len());
-    for d in deltas {
-        match index.get(&d.key) {
-            Some(&i) => out[i].merge(&d),
-            None => {
-                index.insert(d.key.clone(), out.len());
-                out.push(d);
-            }
+/// Applies what the ack log holds past the last unit applied, before the store serves:
+/// in transactions of at most `group` records.
+pub(crate) fn replay(conn: &Connection, units: &[Unit], group: usize) -> Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut chunk: Vec<&Unit> = Vec::new();
+    let mut rows = 0;
+    let mut total = 0;
+    for unit in units {
+        rows += unit.records();
+        total += unit.records();
+        chunk.push(unit);
+        if rows >= group {
+            apply_units(conn, &chunk).inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })?;
+            chunk.clear();
+            rows = 0;
         }
     }
-    out
+    apply_units(conn, &chunk).inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })?;
+    tracing::info!(
+        units = units.len(),
+        records = total,
+        ms = started.elapsed().as_millis(),
+        "Applied the acknowledged records the ack log held."
+    );
+    Ok(())
 }

@@ -767,3 +767,112 @@ async fn a_full_queue_refuses_fast() {
     }
     store.shutdown().await.unwrap();
 }
+
+/// Copies `from`'s files named in `names` (a folder's files too) into `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
+    for name in names {
+        let src = from.join(name);
+        if src.is_dir() {
+            std::fs::create_dir_all(to.join(name)).unwrap();
+            for entry in std::fs::read_dir(&src).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), to.join(name).join(entry.file_name())).unwrap();
+            }
+        } else if src.exists() {
+            std::fs::copy(&src, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// What a crash leaves between an acknowledgement (the ack log's fsync) and the
+/// writer's DuckDB commit: the log holds units the file lacks. Opening the file applies
+/// them before serving, once, however often the same log is found again.
+#[tokio::test]
+async fn acknowledged_units_the_database_lacks_are_applied_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(call("acme", "c0", 2)).await.unwrap();
+    store.call("acme", "c0").await.unwrap().unwrap(); // applied
+    // The database as the writer left it after applying unit 1.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_files(
+        dir.path(),
+        crashed.path(),
+        &["calls.duckdb", "calls.duckdb.wal"],
+    );
+    store.append(call("acme", "c1", 7)).await.unwrap();
+    store.append(call("globex", "c2", 3)).await.unwrap();
+    // The log as it is once both are acknowledged (units 1 to 3).
+    let log = tempfile::tempdir().unwrap();
+    copy_files(dir.path(), log.path(), &["calls.duckdb.acklog"]);
+    store.shutdown().await.unwrap();
+    assert!(
+        !dir.path().join("calls.duckdb.acklog").exists(),
+        "a clean shutdown leaves no ack log"
+    );
+
+    let counts = |store: Store| async move {
+        let mut out = Vec::new();
+        for (tenant, id) in [("acme", "c0"), ("acme", "c1"), ("globex", "c2")] {
+            let page = store
+                .call_logs(tenant, id, query(PageAt::Page(1), 100, Order::Asc))
+                .await
+                .unwrap()
+                .map(|p| p.total_count);
+            let summary = store.call(tenant, id).await.unwrap().map(|c| c.log_count);
+            out.push((page, summary));
+        }
+        store.shutdown().await.unwrap();
+        out
+    };
+    let want = vec![(Some(2), Some(2)), (Some(7), Some(7)), (Some(3), Some(3))];
+    for attempt in 0..2 {
+        // The second time the same log is found beside a file that has applied it
+        // (a crash after the apply, before the log was deleted): nothing twice.
+        copy_files(log.path(), crashed.path(), &["calls.duckdb.acklog"]);
+        let reopened = open(&crashed);
+        assert_eq!(counts(reopened).await, want, "open {attempt}");
+    }
+    let store = open(&crashed);
+    let ids = store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT count(*), count(DISTINCT id) FROM logs", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids, (12, 12));
+    store.shutdown().await.unwrap();
+}
+
+/// A log left beside a different database file (the file deleted and created anew) is
+/// set aside, never applied to it.
+#[tokio::test]
+async fn an_ack_log_of_another_file_is_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(call("acme", "c1", 5)).await.unwrap();
+    let log = tempfile::tempdir().unwrap();
+    copy_files(dir.path(), log.path(), &["calls.duckdb.acklog"]);
+    store.shutdown().await.unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    copy_files(log.path(), fresh.path(), &["calls.duckdb.acklog"]);
+    let store = open(&fresh);
+    assert!(store.call("acme", "c1").await.unwrap().is_none());
+    store.shutdown().await.unwrap();
+    let aside = std::fs::read_dir(fresh.path().join("calls.duckdb.acklog"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "foreign")
+        })
+        .count();
+    assert_eq!(aside, 1);
+}
