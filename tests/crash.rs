@@ -24,6 +24,18 @@ const SENDERS: [Via; 4] = [Via::Http, Via::HttpGzip, Via::Grpc, Via::Grpc];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_acknowledged() {
+    sigkill_cycles(&[]).await;
+}
+
+/// The same with acknowledgements after the ack log's fsync (`ack_after = "log"`): the
+/// records acknowledged and not yet committed to DuckDB at the kill are applied from the
+/// log at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing_acknowledged_with_the_ack_log() {
+    sigkill_cycles(&[("CALLSCOPE_STORAGE__ACK_AFTER", "log")]).await;
+}
+
+async fn sigkill_cycles(env: &[(&str, &str)]) {
     let seed: u64 = rand::rng().random();
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -38,7 +50,7 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     let mut calls: Vec<(String, String, HashSet<Uuid>)> = Vec::new();
     let mut cut_off = 0; // requests that got no answer: in flight at the kill, or after it
     for cycle in 0..CYCLES {
-        let server = Callscope::start(&config, &[]);
+        let server = Callscope::start(&config, env);
 
         // Everything acknowledged before the last kill is served, once.
         for (tenant, call, ids) in &calls {
@@ -109,7 +121,7 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     );
 
     // The sender re-sends everything it ever sent, acknowledged or not.
-    let server = Callscope::start(&config, &[]);
+    let server = Callscope::start(&config, env);
     let mut resenders = Vec::new();
     let chunk = sent.len().div_ceil(4);
     for (i, part) in sent.chunks(chunk).enumerate() {

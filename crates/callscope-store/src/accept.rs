@@ -46,7 +46,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    AppendReceipt, Error, Result,
+    AckAfter, AppendReceipt, Error, Result,
     acklog::{self, AckLog, Table, Unit},
     live::Hub,
     metrics::StoreMetrics,
@@ -65,8 +65,8 @@ pub(crate) const BARRIER_WAIT: Duration = Duration::from_secs(10);
 
 /// What the acceptor, the writer and the readers share about acknowledged units.
 pub(crate) struct Acks {
-    /// The last unit acknowledged (set before its senders hear).
-    accepted: AtomicU64,
+    /// The last unit acknowledged (set before its senders hear): what reads wait for.
+    acked: AtomicU64,
     /// The last unit applied to DuckDB, and whether applying is failing now.
     applied: watch::Sender<(u64, bool)>,
     /// Did the last ack log write succeed?
@@ -76,7 +76,7 @@ pub(crate) struct Acks {
 impl Acks {
     pub(crate) fn new(applied: u64) -> Self {
         Self {
-            accepted: AtomicU64::new(applied),
+            acked: AtomicU64::new(applied),
             applied: watch::Sender::new((applied, false)),
             log_ok: AtomicBool::new(true),
         }
@@ -89,6 +89,11 @@ impl Acks {
     /// Is the writer failing to apply what was acknowledged?
     pub(crate) fn failing(&self) -> bool {
         self.applied.borrow().1
+    }
+
+    /// Units up to `no` are acknowledged.
+    pub(crate) fn set_acked(&self, no: u64) {
+        self.acked.fetch_max(no, Ordering::Release);
     }
 
     /// The writer applied every unit up to `no`.
@@ -112,7 +117,7 @@ impl Acks {
     /// [`Error::Unavailable`] when the writer is failing to apply them, or has not
     /// within [`BARRIER_WAIT`].
     pub(crate) async fn barrier(&self) -> Result<()> {
-        let target = self.accepted.load(Ordering::Acquire);
+        let target = self.acked.load(Ordering::Acquire);
         let mut rx = self.applied.subscribe();
         if rx.borrow().0 >= target {
             return Ok(());
@@ -165,7 +170,19 @@ type Waiting = (
     OwnedSemaphorePermit,
 );
 
+/// A request accepted and not yet answered (with `ack_after = "commit"`, the writer
+/// answers it once its unit is committed): its receipt, when it was queued, and its room
+/// in the write queue, held until then.
+pub(crate) struct Reply {
+    pub(crate) to: oneshot::Sender<Result<AppendReceipt>>,
+    pub(crate) receipt: AppendReceipt,
+    pub(crate) enqueued: Instant,
+    pub(crate) _permit: OwnedSemaphorePermit,
+}
+
 pub(crate) struct Acceptor {
+    /// Acknowledge after the ack log (`Log`), or leave it to the writer (`Commit`).
+    mode: AckAfter,
     pub(crate) rx: mpsc::Receiver<Command>,
     pub(crate) writer: mpsc::Sender<Command>,
     pub(crate) log: AckLog,
@@ -196,6 +213,7 @@ impl Acceptor {
     // Each argument is a handle `Store::open` shares with the acceptor.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        mode: AckAfter,
         rx: mpsc::Receiver<Command>,
         writer: mpsc::Sender<Command>,
         log: AckLog,
@@ -214,6 +232,7 @@ impl Acceptor {
         let (newest, ahead) = stored_times(conn, &LOGS)?;
         let (newest_span, ahead_spans) = stored_times(conn, &SPANS)?;
         Ok(Self {
+            mode,
             rx,
             writer,
             log,
@@ -328,7 +347,9 @@ impl Acceptor {
             Timestamp::now().0,
         );
         let written = prepared.and_then(|p| {
-            self.log.append(&p.unit)?;
+            if self.mode == AckAfter::Log {
+                self.log.append(&p.unit)?;
+            }
             Ok(p)
         });
         match written {
@@ -344,11 +365,13 @@ impl Acceptor {
                 }
                 self.acks.log_ok.store(true, Ordering::Relaxed);
                 self.pending.add(unit.no, kept);
-                self.acks.accepted.store(unit.no, Ordering::Release);
-                // Streams hear of the records once they are durable, and before their
-                // senders do.
-                let logs: Vec<RecordBatch> = unit.logs().cloned().collect();
-                self.hub.publish(&logs);
+                if self.mode == AckAfter::Log {
+                    self.acks.set_acked(unit.no);
+                    // Streams hear of the records once they are durable, and before
+                    // their senders do.
+                    let logs: Vec<RecordBatch> = unit.logs().cloned().collect();
+                    self.hub.publish(&logs);
+                }
                 let (mut rows, mut dups, mut spans, mut span_dups) = (0, 0, 0, 0);
                 for ((b, ..), r) in group.iter().zip(&receipts) {
                     if b.spans.is_some() {
@@ -368,11 +391,27 @@ impl Acceptor {
                     us = started.elapsed().as_micros(),
                     "Acknowledged group."
                 );
-                for ((_, reply, enqueued, _permit), receipt) in group.drain(..).zip(receipts) {
-                    self.metrics.record_ack_latency(enqueued.elapsed());
-                    let _ = reply.send(Ok(receipt));
-                }
-                self.hand_over(unit);
+                let replies =
+                    group
+                        .drain(..)
+                        .zip(receipts)
+                        .map(|((_, to, enqueued, _permit), receipt)| Reply {
+                            to,
+                            receipt,
+                            enqueued,
+                            _permit,
+                        });
+                let replies = match self.mode {
+                    AckAfter::Log => {
+                        for r in replies {
+                            self.metrics.record_ack_latency(r.enqueued.elapsed());
+                            let _ = r.to.send(Ok(r.receipt));
+                        }
+                        Vec::new()
+                    }
+                    AckAfter::Commit => replies.collect(),
+                };
+                self.hand_over(unit, replies);
             }
             Err(e) => {
                 self.acks.log_ok.store(false, Ordering::Relaxed);
@@ -386,8 +425,9 @@ impl Acceptor {
         }
     }
 
-    /// Gives the writer an acknowledged unit, once its backlog has room for it.
-    fn hand_over(&mut self, unit: Unit) {
+    /// Gives the writer a unit (with the requests it answers after committing it, if
+    /// any), once its backlog has room for it.
+    fn hand_over(&mut self, unit: Unit, replies: Vec<Reply>) {
         let want = u32::try_from(unit.records().clamp(1, self.backlog_records)).unwrap_or(u32::MAX);
         let waited = Instant::now();
         let Ok(permit) = block_on(self.backlog.clone().acquire_many_owned(want)) else {
@@ -401,6 +441,7 @@ impl Acceptor {
         }
         let _ = self.writer.send(Command::Apply {
             unit: Box::new(unit),
+            replies,
             _permit: permit,
         });
     }

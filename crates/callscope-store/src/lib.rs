@@ -119,6 +119,12 @@ pub struct StoreConfig {
     /// How much write-ahead log DuckDB gathers before a commit checkpoints it into the
     /// file, e.g. `"16MB"`. A checkpoint holds up every commit while it runs.
     pub checkpoint_threshold: String,
+    /// When a sender is acknowledged: once its records are committed to DuckDB
+    /// (`"commit"`, the default: reads never wait, an acknowledgement may wait for a
+    /// checkpoint), or once they are fsynced in the ack log (`"log"`: no checkpoint
+    /// delays an acknowledgement, and reads wait for what was acknowledged before them
+    /// to be committed). See docs/storage.md, "The write path".
+    pub ack_after: AckAfter,
     /// The most records in one text index block; 0 builds no index and searches scan
     /// without it.
     /// Not a `[storage]` key: tests and benchmarks change it.
@@ -138,9 +144,21 @@ impl Default for StoreConfig {
             memory_limit: "512MB".to_owned(),
             threads: 0,
             checkpoint_threshold: "64MB".to_owned(),
+            ack_after: AckAfter::Commit,
             text_index_block_records: textindex::BLOCK_RECORDS,
         }
     }
+}
+
+/// `[storage] ack_after`: when an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckAfter {
+    /// After the DuckDB commit that holds the records.
+    #[default]
+    Commit,
+    /// After the records are fsynced in the ack log; DuckDB commits them after.
+    Log,
 }
 
 /// What an append did.
@@ -288,6 +306,7 @@ impl Store {
         let acks = Arc::new(accept::Acks::new(applied));
         let lookup = Arc::new(Mutex::new(Some(writer::lookup_connection(&conn)?)));
         let acceptor = accept::Acceptor::new(
+            config.ack_after,
             rx,
             writer_tx,
             opened.log,
@@ -315,6 +334,7 @@ impl Store {
             },
             journal.clone(),
             acks.clone(),
+            hub.clone(),
         )?;
         let (exited_tx, writer_exited) = watch::channel(false);
         let exited_tx = Arc::new(exited_tx);
@@ -543,6 +563,17 @@ impl Store {
     {
         self.sync().await?;
         self.read_live(f).await
+    }
+
+    /// Waits until the writer has applied to DuckDB every record acknowledged so far:
+    /// what every read waits for before it runs. Benchmarks use it to time ingest up
+    /// to the point where the records are readable, not only durable.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the writer is failing to apply them, or has not
+    /// within ten seconds.
+    pub async fn applied(&self) -> Result<()> {
+        self.inner.acks.barrier().await
     }
 
     /// Waits until `calls` and `log_counts` account for every record acknowledged so

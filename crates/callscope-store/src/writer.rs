@@ -45,9 +45,16 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::{
-    AppendReceipt, Error, Readers, Result, StoreConfig, accept::Acks, acklog::Unit,
-    metrics::StoreMetrics, open_connection, prepare::PreparedBatch, rollup, summary,
-    textindex::TextIndex, timeline,
+    AckAfter, AppendReceipt, Error, Readers, Result, StoreConfig,
+    accept::{Acks, Reply},
+    acklog::Unit,
+    live::Hub,
+    metrics::StoreMetrics,
+    open_connection,
+    prepare::PreparedBatch,
+    rollup, summary,
+    textindex::TextIndex,
+    timeline,
 };
 
 /// How often the writer tries to reopen a database that DuckDB invalidated.
@@ -128,6 +135,8 @@ pub(crate) enum Command {
     /// An acknowledged unit, for the writer; the permit holds its room in the backlog.
     Apply {
         unit: Box<Unit>,
+        /// With `ack_after = "commit"`, the requests to answer once it is committed.
+        replies: Vec<Reply>,
         _permit: OwnedSemaphorePermit,
     },
 }
@@ -144,8 +153,10 @@ pub(crate) struct Writer {
     closed: Option<(Instant, String)>,
     journal: Arc<Journal>,
     last_fold: Instant,
-    /// Acknowledged units not applied yet, oldest first.
-    backlog: VecDeque<(Box<Unit>, OwnedSemaphorePermit)>,
+    /// Units not applied yet, oldest first, with the requests waiting for them.
+    backlog: VecDeque<(Box<Unit>, Vec<Reply>, OwnedSemaphorePermit)>,
+    /// With `ack_after = "commit"`, where committed records go to live streams.
+    hub: Option<Arc<Hub>>,
     /// After a failed apply, none is tried before this.
     apply_paused_until: Option<Instant>,
     acks: Arc<Acks>,
@@ -184,6 +195,7 @@ impl Writer {
         reopen: Reopen,
         journal: Arc<Journal>,
         acks: Arc<Acks>,
+        hub: Arc<Hub>,
     ) -> Result<Self> {
         conn.execute_batch(&scratch_ddl())?;
         let left: i64 = conn.query_row(
@@ -193,6 +205,7 @@ impl Writer {
         )?;
         let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
         metrics.set_index_pending(index.pending_records());
+        let hub = (reopen.config.ack_after == AckAfter::Commit).then_some(hub);
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -204,6 +217,7 @@ impl Writer {
             journal,
             last_fold: Instant::now(),
             backlog: VecDeque::new(),
+            hub,
             apply_paused_until: None,
             acks,
             index,
@@ -346,9 +360,13 @@ impl Writer {
             // command runs after the units before it.
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Apply { unit, _permit } => {
+                    Command::Apply {
+                        unit,
+                        replies,
+                        _permit,
+                    } => {
                         rows += unit.records();
-                        self.backlog.push_back((unit, _permit));
+                        self.backlog.push_back((unit, replies, _permit));
                         if rows < self.max_group_rows {
                             next = self.rx.try_recv().ok();
                         }
@@ -439,16 +457,16 @@ impl Writer {
                 // A commit that reported an error may still have been durable: what it
                 // applied is not applied again.
                 let applied = applied_unit(conn)?;
-                while self.backlog.front().is_some_and(|(u, _)| u.no <= applied) {
+                while self.backlog.front().is_some_and(|(u, ..)| u.no <= applied) {
                     self.backlog.pop_front();
                 }
             }
-            let units: Vec<&Unit> = self.backlog.iter().map(|(u, _)| &**u).collect();
+            let units: Vec<&Unit> = self.backlog.iter().map(|(u, ..)| &**u).collect();
             apply_units(conn, &units)
         });
         match result {
             Ok(()) => {
-                let Some(last) = self.backlog.back().map(|(u, _)| u.no) else {
+                let Some(last) = self.backlog.back().map(|(u, ..)| u.no) else {
                     // The failed commit had been durable after all.
                     self.apply_paused_until = None;
                     self.ready.store(true, Ordering::Relaxed);
@@ -461,14 +479,25 @@ impl Writer {
                 let logs: Vec<RecordBatch> = self
                     .backlog
                     .iter()
-                    .flat_map(|(u, _)| u.logs().cloned())
+                    .flat_map(|(u, ..)| u.logs().cloned())
                     .collect();
-                let records: usize = self.backlog.iter().map(|(u, _)| u.records()).sum();
+                let records: usize = self.backlog.iter().map(|(u, ..)| u.records()).sum();
                 self.index.note(&logs);
                 self.metrics.set_index_pending(self.index.pending_records());
-                self.backlog.clear();
                 self.apply_paused_until = None;
                 self.acks.set_applied(last);
+                self.acks.set_acked(last);
+                if let Some(hub) = &self.hub {
+                    // Streams hear of the records once they are committed, and before
+                    // their senders do.
+                    hub.publish(&logs);
+                }
+                for (_, replies, _permit) in self.backlog.drain(..) {
+                    for r in replies {
+                        self.metrics.record_ack_latency(r.enqueued.elapsed());
+                        let _ = r.to.send(Ok(r.receipt));
+                    }
+                }
                 self.ready.store(true, Ordering::Relaxed);
                 self.metrics.record_apply(started.elapsed());
                 tracing::debug!(
@@ -487,6 +516,15 @@ impl Writer {
                 self.acks.set_failing();
                 self.metrics.record_write_error();
                 self.apply_paused_until = Some(Instant::now() + REOPEN_INTERVAL);
+                // With `ack_after = "commit"` the waiting senders hear now: nothing of
+                // theirs was acknowledged. (The units stay, and are tried again: a
+                // retry of theirs is dropped as a duplicate of a unit still waiting.)
+                let msg = e.to_string();
+                for (_, replies, _) in &mut self.backlog {
+                    for r in replies.drain(..) {
+                        let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
+                    }
+                }
                 // As for a fold: a failed commit may have been durable.
                 self.journal.pending.store(true, Ordering::Release);
                 tracing::error!(

@@ -1,7 +1,7 @@
 //! The store against a real DuckDB file: commit-before-ack, dedupe, paging, restart.
 
 use callscope_model::{Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp};
-use callscope_store::{Error, LogFilter, LogQuery, Order, PageAt, Store, StoreConfig};
+use callscope_store::{AckAfter, Error, LogFilter, LogQuery, Order, PageAt, Store, StoreConfig};
 
 const T0: i64 = 1_790_000_000_000_000_000;
 
@@ -62,6 +62,16 @@ fn call_at(call_id: &str, n: i64, start: i64) -> Vec<TenantRecord> {
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&StoreConfig {
         path: dir.path().join("calls.duckdb"),
+        ..StoreConfig::default()
+    })
+    .unwrap()
+}
+
+/// [`open`] with acknowledgements after the ack log (`ack_after = "log"`).
+fn open_logged(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StoreConfig {
+        path: dir.path().join("calls.duckdb"),
+        ack_after: AckAfter::Log,
         ..StoreConfig::default()
     })
     .unwrap()
@@ -790,7 +800,7 @@ fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
 #[tokio::test]
 async fn acknowledged_units_the_database_lacks_are_applied_when_it_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = open_logged(&dir);
     store.append(call("acme", "c0", 2)).await.unwrap();
     store.call("acme", "c0").await.unwrap().unwrap(); // applied
     // The database as the writer left it after applying unit 1.
@@ -830,10 +840,10 @@ async fn acknowledged_units_the_database_lacks_are_applied_when_it_opens() {
         // The second time the same log is found beside a file that has applied it
         // (a crash after the apply, before the log was deleted): nothing twice.
         copy_files(log.path(), crashed.path(), &["calls.duckdb.acklog"]);
-        let reopened = open(&crashed);
+        let reopened = open_logged(&crashed);
         assert_eq!(counts(reopened).await, want, "open {attempt}");
     }
-    let store = open(&crashed);
+    let store = open_logged(&crashed);
     let ids = store
         .read(|c| {
             Ok(
@@ -853,7 +863,7 @@ async fn acknowledged_units_the_database_lacks_are_applied_when_it_opens() {
 #[tokio::test]
 async fn an_ack_log_of_another_file_is_not_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = open_logged(&dir);
     store.append(call("acme", "c1", 5)).await.unwrap();
     let log = tempfile::tempdir().unwrap();
     copy_files(dir.path(), log.path(), &["calls.duckdb.acklog"]);
@@ -861,7 +871,7 @@ async fn an_ack_log_of_another_file_is_not_applied() {
 
     let fresh = tempfile::tempdir().unwrap();
     copy_files(log.path(), fresh.path(), &["calls.duckdb.acklog"]);
-    let store = open(&fresh);
+    let store = open_logged(&fresh);
     assert!(store.call("acme", "c1").await.unwrap().is_none());
     store.shutdown().await.unwrap();
     let aside = std::fs::read_dir(fresh.path().join("calls.duckdb.acklog"))
@@ -875,4 +885,30 @@ async fn an_ack_log_of_another_file_is_not_applied() {
         })
         .count();
     assert_eq!(aside, 1);
+}
+
+/// With `ack_after = "log"` a record is acknowledged before DuckDB commits it; every
+/// read still sees it from the moment it is acknowledged (reads wait for the commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_are_readable_at_once_with_the_ack_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_logged(&dir);
+    for i in 0..30u32 {
+        let id = format!("c{i}");
+        store.append(call("acme", &id, 5)).await.unwrap();
+        let page = store
+            .call_logs("acme", &id, query(PageAt::Page(1), 100, Order::Asc))
+            .await
+            .unwrap()
+            .expect("the call is there at once");
+        assert_eq!(page.total_count, 5, "call {i}");
+        let listed = store
+            .list_calls("acme", callscope_store::CallFilter::default(), 100, 0)
+            .await
+            .unwrap();
+        assert_eq!(listed.total_count, u64::from(i) + 1, "call {i}");
+    }
+    store.shutdown().await.unwrap();
+    // Everything was committed and the log removed by the clean shutdown.
+    assert!(!dir.path().join("calls.duckdb.acklog").exists());
 }
