@@ -110,6 +110,9 @@ struct Args {
     /// (calls list, a call's page, a search) five times a second.
     #[arg(long)]
     probe_reads: bool,
+    /// When the server acknowledges (`[storage] ack_after`): `commit` or `log`.
+    #[arg(long, default_value = "commit")]
+    ack_after: String,
     /// The latency run's rate, as a share of the closed loop's.
     #[arg(long, default_value_t = 0.8)]
     load_fraction: f64,
@@ -430,6 +433,7 @@ impl ServerChild {
         if let Some(t) = &args.checkpoint_threshold {
             cmd.arg("--checkpoint-threshold").arg(t);
         }
+        cmd.arg("--ack-after").arg(&args.ack_after);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -501,7 +505,10 @@ async fn one_run(
     concurrency: usize,
     batch: usize,
 ) -> anyhow::Result<RunResult> {
-    println!("\n== {protocol}, {concurrency} senders, {batch} records/request ==");
+    println!(
+        "\n== {protocol}, {concurrency} senders, {batch} records/request, ack after {} ==",
+        args.ack_after
+    );
     let server = ServerChild::start(dir, args)?;
     let pid = server.pid();
     let endpoint = match protocol {
@@ -657,6 +664,11 @@ fn serve_child(dir: &Path, args: &Args) -> anyhow::Result<()> {
             config.storage.checkpoint_threshold.clone_from(t);
         }
         config.storage.threads = args.storage_threads;
+        config.storage.ack_after = match args.ack_after.as_str() {
+            "log" => callscope_store::AckAfter::Log,
+            "commit" => callscope_store::AckAfter::Commit,
+            other => bail!("--ack-after {other}: commit or log"),
+        };
         config.otlp.grpc_addr = "127.0.0.1:0".parse()?;
         config.otlp.http_addr = "127.0.0.1:0".parse()?;
         config.api.addr = "127.0.0.1:0".parse()?;

@@ -439,11 +439,27 @@ impl Acceptor {
                 "The writer's backlog was full."
             );
         }
-        let _ = self.writer.send(Command::Apply {
-            unit: Box::new(unit),
-            replies,
-            _permit: permit,
-        });
+        let no = unit.no;
+        let waits = !replies.is_empty();
+        if self
+            .writer
+            .send(Command::Apply {
+                unit: Box::new(unit),
+                replies,
+                _permit: permit,
+            })
+            .is_err()
+        {
+            return;
+        }
+        if waits {
+            // With `ack_after = "commit"` the next group waits for this one's commit:
+            // the requests that arrive meanwhile then share the next transaction, where
+            // accepting them at once would split the senders waiting into two
+            // alternating half-size transactions (measured: 0.65x the rate).
+            let mut applied = self.acks.applied.subscribe();
+            let _ = block_on(applied.wait_for(|(a, failing)| *a >= no || *failing));
+        }
     }
 
     /// Drops the group's duplicates and turns the rest into the next unit.
