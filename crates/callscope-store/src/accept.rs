@@ -71,6 +71,36 @@ pub(crate) struct Acks {
     applied: watch::Sender<(u64, bool)>,
     /// Did the last ack log write succeed?
     log_ok: AtomicBool,
+    /// With the ack log: per tenant and per call, the last unit acknowledged that holds
+    /// their rows and may not be applied yet, so a read of one call waits only for it.
+    scopes: Mutex<Scopes>,
+}
+
+#[derive(Default)]
+struct Scopes {
+    tenants: HashMap<String, u64>,
+    /// By [`summary::call_key`].
+    calls: HashMap<String, u64>,
+}
+
+/// What a read covers, and so which acknowledged units it must wait for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Anything: every unit acknowledged.
+    All,
+    /// One tenant's calls and records.
+    Tenant(&'a str),
+    /// One call of a tenant.
+    Call(&'a str, &'a str),
+    /// Nothing units write (API keys).
+    Unwritten,
+}
+
+impl<'a> Scope<'a> {
+    /// One call of `tenant`, or the whole tenant.
+    pub(crate) fn of(tenant: &'a str, call_id: Option<&'a str>) -> Self {
+        call_id.map_or(Scope::Tenant(tenant), |c| Scope::Call(tenant, c))
+    }
 }
 
 impl Acks {
@@ -79,7 +109,28 @@ impl Acks {
             acked: AtomicU64::new(applied),
             applied: watch::Sender::new((applied, false)),
             log_ok: AtomicBool::new(true),
+            scopes: Mutex::new(Scopes::default()),
         }
+    }
+
+    /// Unit `no`, about to be acknowledged, holds rows of `calls` (tenant, call key).
+    fn note_scopes(&self, no: u64, calls: &[(String, String)]) {
+        let mut scopes = self.scopes.lock();
+        for (tenant, key) in calls {
+            if let Some(n) = scopes.tenants.get_mut(tenant.as_str()) {
+                *n = no;
+            } else {
+                scopes.tenants.insert(tenant.clone(), no);
+            }
+            scopes.calls.insert(key.clone(), no);
+        }
+    }
+
+    /// Forgets the scopes whose units are all applied.
+    fn prune_scopes(&self, applied: u64) {
+        let mut scopes = self.scopes.lock();
+        scopes.tenants.retain(|_, n| *n > applied);
+        scopes.calls.retain(|_, n| *n > applied);
     }
 
     pub(crate) fn applied(&self) -> u64 {
@@ -110,14 +161,25 @@ impl Acks {
         self.log_ok.load(Ordering::Relaxed)
     }
 
-    /// Waits until every unit acknowledged so far is applied, so a read that starts
-    /// after an acknowledgement sees its records.
+    /// Waits until every unit acknowledged so far that `scope` covers is applied, so a
+    /// read that starts after an acknowledgement sees its records.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the writer is failing to apply them, or has not
     /// within [`BARRIER_WAIT`].
-    pub(crate) async fn barrier(&self) -> Result<()> {
-        let target = self.acked.load(Ordering::Acquire);
+    pub(crate) async fn barrier(&self, scope: Scope<'_>) -> Result<()> {
+        let target = match scope {
+            Scope::All => self.acked.load(Ordering::Acquire),
+            Scope::Unwritten => return Ok(()),
+            Scope::Tenant(t) => self.scopes.lock().tenants.get(t).copied().unwrap_or(0),
+            Scope::Call(t, c) => self
+                .scopes
+                .lock()
+                .calls
+                .get(&summary::call_key(t, c))
+                .copied()
+                .unwrap_or(0),
+        };
         let mut rx = self.applied.subscribe();
         if rx.borrow().0 >= target {
             return Ok(());
@@ -322,6 +384,7 @@ impl Acceptor {
         let applied = self.acks.applied();
         self.pending.drain(applied);
         self.log.release(applied, false);
+        self.acks.prune_scopes(applied);
         let batches: Vec<&PreparedBatch> = group.iter().map(|(b, ..)| b).collect();
         let prepared = self.prepare(&batches);
         // Remembered whether or not the group is acknowledged: an append that reported
@@ -358,6 +421,7 @@ impl Acceptor {
                 receipts,
                 kept,
                 journaled,
+                calls,
             }) => {
                 // Marked before the acknowledgement: a `Store::sync` after it must fold.
                 if journaled {
@@ -366,6 +430,7 @@ impl Acceptor {
                 self.acks.log_ok.store(true, Ordering::Relaxed);
                 self.pending.add(unit.no, kept);
                 if self.mode == AckAfter::Log {
+                    self.acks.note_scopes(unit.no, &calls);
                     self.acks.set_acked(unit.no);
                     // Streams hear of the records once they are durable, and before
                     // their senders do.
@@ -568,9 +633,11 @@ impl Acceptor {
             parts.push((Table::CallMetrics, acklog::metrics_batch(&metrics)?));
         }
         let journaled = !deltas.is_empty();
+        let mut calls = Vec::new();
         if journaled {
             let merged = merge_deltas(deltas);
             parts.push((Table::CallJournal, summary::delta_batch(&merged)?));
+            calls = merged.into_iter().map(|d| (d.tenant, d.key)).collect();
         }
         if let Some(batch) = counts.batch_if_any()? {
             parts.push((Table::CountJournal, batch));
@@ -584,6 +651,7 @@ impl Acceptor {
             receipts,
             kept: kept_ids,
             journaled,
+            calls,
         })
     }
 
@@ -632,6 +700,8 @@ struct Accepted {
     kept: Vec<Uuid>,
     /// Does it add call deltas to the journal?
     journaled: bool,
+    /// The calls it holds rows of: (tenant, call key).
+    calls: Vec<(String, String)>,
 }
 
 /// What [`RecentIds`] starts from, for `kind`'s table: the newest stored time no
@@ -773,4 +843,104 @@ fn merge_deltas(deltas: Vec<CallDelta>) -> Vec<CallDelta> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use callscope_model::{Category, Level, LogRecord, RecordIdHasher, TenantRecord, Timestamp};
+
+    use crate::{AckAfter, LogQuery, Store, StoreConfig};
+
+    fn records(tenant: &str, call_id: &str, n: i64) -> Vec<TenantRecord> {
+        (0..n)
+            .map(|i| {
+                let mut h = RecordIdHasher::new();
+                h.str(tenant).str(call_id).i64(i);
+                TenantRecord {
+                    tenant: tenant.into(),
+                    record: LogRecord {
+                        id: h.finish(),
+                        timestamp: Timestamp(1_764_000_000_000_000_000 + i * 1_000_000),
+                        level: Level::Info,
+                        category: Category::Agent,
+                        event: "AGENT_MESSAGE_SENT".into(),
+                        call_id: call_id.into(),
+                        agent_id: None,
+                        trace_id: None,
+                        span_id: None,
+                        data: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// With the ack log, a read waits only for the acknowledged units that hold rows of
+    /// what it reads: while the writer is held up, a call (a tenant) with nothing
+    /// waiting is read at once, and one with a unit waiting is read once it is applied,
+    /// never without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_only_for_units_of_what_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            path: dir.path().join("calls.duckdb"),
+            ack_after: AckAfter::Log,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        store.append(records("acme", "old", 5)).await.unwrap();
+        store.append(records("globex", "g", 5)).await.unwrap();
+        store.applied().await.unwrap();
+        // Hold the writer up for a while, then acknowledge a unit it cannot apply yet.
+        let hold = Duration::from_millis(1500);
+        let held = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |_| {
+                        std::thread::sleep(hold);
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        store.append(records("acme", "new", 7)).await.unwrap();
+        assert!(
+            started.elapsed() < hold / 2,
+            "acknowledged before the writer is free"
+        );
+
+        let q = || LogQuery {
+            at: crate::PageAt::Page(1),
+            limit: 100,
+            order: crate::Order::Asc,
+            filter: crate::LogFilter::default(),
+        };
+        let t = Instant::now();
+        let old = store.call_logs("acme", "old", q()).await.unwrap().unwrap();
+        let other = store
+            .list_calls("globex", crate::CallFilter::default(), 10, 0)
+            .await
+            .unwrap();
+        assert!(t.elapsed() < hold / 3, "{:?}", t.elapsed());
+        assert_eq!((old.total_count, other.total_count), (5, 1));
+
+        let page = store.call_logs("acme", "new", q()).await.unwrap().unwrap();
+        assert_eq!(page.total_count, 7);
+        assert!(
+            started.elapsed() >= hold / 2,
+            "the read waited for the unit"
+        );
+        let listed = store
+            .list_calls("acme", crate::CallFilter::default(), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(listed.total_count, 2);
+        held.await.unwrap().unwrap();
+        store.shutdown().await.unwrap();
+    }
 }

@@ -92,7 +92,7 @@ impl Store {
     /// # Errors
     /// The query failed.
     pub async fn stored_api_keys(&self) -> Result<Vec<StoredKey>> {
-        self.read_live(|c| {
+        self.read_in(crate::accept::Scope::Unwritten, |c| {
             let mut stmt = c.prepare(&format!(
                 "{SELECT_KEYS} ORDER BY k.created_at, k.key_sha256"
             ))?;

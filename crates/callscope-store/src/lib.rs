@@ -573,7 +573,7 @@ impl Store {
     /// [`Error::Unavailable`] when the writer is failing to apply them, or has not
     /// within ten seconds.
     pub async fn applied(&self) -> Result<()> {
-        self.inner.acks.barrier().await
+        self.inner.acks.barrier(accept::Scope::All).await
     }
 
     /// Waits until `calls` and `log_counts` account for every record acknowledged so
@@ -607,8 +607,18 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.read_in(accept::Scope::All, f).await
+    }
+
+    /// [`Store::read_live`] of what `scope` covers: with `ack_after = "log"` it waits
+    /// only for the acknowledged units that hold rows of that tenant or call.
+    pub(crate) async fn read_in<T, F>(&self, scope: accept::Scope<'_>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         // A read that starts after an acknowledgement sees what it acknowledged.
-        self.inner.acks.barrier().await?;
+        self.inner.acks.barrier(scope).await?;
         // The slot moves into the blocking task, so it is held until the connection is
         // back in the pool even if this future is dropped early.
         let slot = self
@@ -681,9 +691,12 @@ impl Store {
         call_id: &str,
         query: LogQuery,
     ) -> Result<Option<LogPage>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| query::call_logs(c, &tenant, &call_id, &query))
-            .await
+        self.read_in(scope, move |c| {
+            query::call_logs(c, &tenant, &call_id, &query)
+        })
+        .await
     }
 
     /// Every record of a call that matches `filter`, in `order`, as a file in `format`,
@@ -727,9 +740,10 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
+        let scope = accept::Scope::Tenant(tenant);
         let tenant = tenant.to_owned();
         let indexed = self.inner.text_index;
-        self.read_live(move |c| search::search(c, &tenant, &query, indexed))
+        self.read_in(scope, move |c| search::search(c, &tenant, &query, indexed))
             .await
     }
 
@@ -744,9 +758,12 @@ impl Store {
         limit: u64,
         offset: u64,
     ) -> Result<CallPage> {
+        let scope = accept::Scope::Tenant(tenant);
         let tenant = tenant.to_owned();
-        self.read_live(move |c| calls::list_calls(c, &tenant, &filter, limit, offset))
-            .await
+        self.read_in(scope, move |c| {
+            calls::list_calls(c, &tenant, &filter, limit, offset)
+        })
+        .await
     }
 
     /// One call's summary; `None` when `tenant` has no call `call_id`.
@@ -754,8 +771,9 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn call(&self, tenant: &str, call_id: &str) -> Result<Option<callscope_model::Call>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| calls::get_call(c, &tenant, &call_id))
+        self.read_in(scope, move |c| calls::get_call(c, &tenant, &call_id))
             .await
     }
 
@@ -764,8 +782,9 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn call_spans(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<SpanRecord>>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| timeline::call_spans(c, &tenant, &call_id))
+        self.read_in(scope, move |c| timeline::call_spans(c, &tenant, &call_id))
             .await
     }
 
@@ -775,8 +794,9 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn call_turns(&self, tenant: &str, call_id: &str) -> Result<Option<CallTurns>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| timeline::call_turns(c, &tenant, &call_id))
+        self.read_in(scope, move |c| timeline::call_turns(c, &tenant, &call_id))
             .await
     }
 
@@ -806,8 +826,9 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn comments(&self, tenant: &str, call_id: &str) -> Result<Option<Vec<Comment>>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| calls::comments(c, &tenant, &call_id))
+        self.read_in(scope, move |c| calls::comments(c, &tenant, &call_id))
             .await
     }
 
@@ -821,8 +842,9 @@ impl Store {
         tenant: &str,
         call_id: &str,
     ) -> Result<Option<Vec<TranscriptLine>>> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| transcript::transcript(c, &tenant, &call_id))
+        self.read_in(scope, move |c| transcript::transcript(c, &tenant, &call_id))
             .await
     }
 
@@ -849,8 +871,9 @@ impl Store {
         after_seq: i64,
         limit: usize,
     ) -> Result<Option<Vec<LiveRecord>>> {
+        let scope = accept::Scope::of(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
-        self.read_live(move |c| {
+        self.read_in(scope, move |c| {
             live::page(c, &tenant, call_id.as_deref(), &filter, after_seq, limit)
         })
         .await
@@ -868,9 +891,12 @@ impl Store {
         call_id: Option<&str>,
         id: uuid::Uuid,
     ) -> Result<Option<i64>> {
+        let scope = accept::Scope::of(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.map(str::to_owned));
-        self.read_live(move |c| live::seq_of(c, &tenant, call_id.as_deref(), id))
-            .await
+        self.read_in(scope, move |c| {
+            live::seq_of(c, &tenant, call_id.as_deref(), id)
+        })
+        .await
     }
 
     /// Does `tenant` have the call `call_id`?
@@ -878,9 +904,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn has_call(&self, tenant: &str, call_id: &str) -> Result<bool> {
+        let scope = accept::Scope::Call(tenant, call_id);
         let (tenant, call_id) = (tenant.to_owned(), call_id.to_owned());
-        self.read_live(move |c| Ok(query::call_window(c, &tenant, &call_id)?.is_some()))
-            .await
+        self.read_in(scope, move |c| {
+            Ok(query::call_window(c, &tenant, &call_id)?.is_some())
+        })
+        .await
     }
 
     /// Stops taking writes, commits what is queued, checkpoints, and stops the writer.
