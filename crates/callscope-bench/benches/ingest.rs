@@ -700,6 +700,8 @@ const PROBE_KEY: &str = "cs_bench_probe_key";
 struct ReadTimes {
     list: Vec<f64>,
     page: Vec<f64>,
+    /// The page of the list's last (earliest) call, most likely one no longer written.
+    earlier_page: Vec<f64>,
     search: Vec<f64>,
     errors: usize,
 }
@@ -721,6 +723,7 @@ impl ReadTimes {
         println!("  reads {when} (errors: {}):", self.errors);
         line("calls list, 20", &self.list);
         line("a call's page, 100", &self.page);
+        line("an earlier call's page, 100", &self.earlier_page);
         line("search, no filter, 20", &self.search);
     }
 }
@@ -752,13 +755,22 @@ async fn probe_reads(api: String, for_how_long: Duration) -> anyhow::Result<Read
         };
         times.list.push(ms);
         let list: serde_json::Value = serde_json::from_slice(&body)?;
-        let page = list["data"][0]["call_id"]
-            .as_str()
-            .map(|call| client.get(format!("{api}/v1/calls/{call}/logs?limit=100")));
+        let page_of = |call: &serde_json::Value| {
+            call["call_id"]
+                .as_str()
+                .map(|call| client.get(format!("{api}/v1/calls/{call}/logs?limit=100")))
+        };
+        let calls = list["data"].as_array().cloned().unwrap_or_default();
+        let page = calls.first().and_then(page_of);
+        let earlier = calls.last().and_then(page_of);
         let search = client
             .post(format!("{api}/v1/logs/search"))
             .json(&serde_json::json!({"size": 20}));
-        for (req, into) in [(page, &mut times.page), (Some(search), &mut times.search)] {
+        for (req, into) in [
+            (page, &mut times.page),
+            (earlier, &mut times.earlier_page),
+            (Some(search), &mut times.search),
+        ] {
             let Some(req) = req else { continue };
             match timed(req).await? {
                 Some((ms, _)) => into.push(ms),
