@@ -1,16 +1,21 @@
 //! The acceptor: the thread between `Store::append` and the writer. It gathers whatever
 //! append requests are waiting (group commit), drops records already stored or already
-//! accepted, numbers the rest (`seq`), writes the group to the ack log (`acklog.rs`) and
-//! fsyncs it, tells live streams, acknowledges every request in the group, and only then
-//! hands the group to the writer, which applies it to DuckDB. A DuckDB commit held up by
-//! a checkpoint therefore holds up the writer, never an acknowledgement; the writer's
-//! backlog is bounded ([`crate::StoreConfig::queue_records`] records), and when it is
-//! full the acceptor waits, the write queue fills and appends are refused with
-//! [`Error::Overloaded`], as before.
+//! accepted, numbers the rest (`seq`) and turns the group into a unit for the writer,
+//! which applies units to DuckDB. When the senders hear depends on
+//! [`crate::StoreConfig::ack_after`]:
 //!
-//! Reads see what is acknowledged and not yet applied by waiting for it: every read
-//! first waits until the writer has applied the units acknowledged when it began
-//! ([`Acks::barrier`]), which is a few milliseconds while the writer keeps up.
+//! - `Commit`: the writer answers them once the unit's transaction has committed, and
+//!   the acceptor waits for that before it takes the next group (so the requests that
+//!   arrive meanwhile share one transaction). Reads never wait.
+//! - `Log`: the acceptor writes the unit to the ack log (`acklog.rs`), fsyncs it, tells
+//!   live streams and answers them, then hands the unit over. A DuckDB commit held up by
+//!   a checkpoint holds up the writer, never an acknowledgement. Reads see what is
+//!   acknowledged and not yet applied by waiting for it ([`Acks::barrier`]): for the units
+//!   that hold rows of the call or tenant they read.
+//!
+//! The writer's backlog is bounded ([`crate::StoreConfig::queue_records`] records); when
+//! it is full the acceptor waits, the write queue fills and appends are refused with
+//! [`Error::Overloaded`].
 //!
 //! Every other command (purges, comments and keys, folds, shutdown) passes through in
 //! order, so the writer runs it after the groups acknowledged before it.
