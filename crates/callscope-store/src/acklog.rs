@@ -112,33 +112,34 @@ impl Unit {
             .map(|(_, b)| b)
     }
 
+    /// The whole entry, header included, built in one buffer.
     fn encode(&self) -> Result<Vec<u8>> {
-        let mut payload = Vec::with_capacity(4096);
-        payload.extend_from_slice(&self.no.to_le_bytes());
+        let mut entry = Vec::with_capacity(4096);
+        entry.extend_from_slice(&[0; ENTRY_HEADER]);
+        entry.extend_from_slice(&self.no.to_le_bytes());
         let count = u8::try_from(self.parts.len())
             .map_err(|_| Error::Corrupt("a unit of more than 255 parts".into()))?;
-        payload.push(count);
+        entry.push(count);
         for (table, batch) in &self.parts {
-            payload.push(*table as u8);
-            let at = payload.len();
-            payload.extend_from_slice(&[0; 4]);
+            entry.push(*table as u8);
+            let at = entry.len();
+            entry.extend_from_slice(&[0; 4]);
             {
                 let mut w =
-                    StreamWriter::try_new(&mut payload, &batch.schema()).map_err(|e| ipc(&e))?;
+                    StreamWriter::try_new(&mut entry, &batch.schema()).map_err(|e| ipc(&e))?;
                 w.write(batch).map_err(|e| ipc(&e))?;
                 w.finish().map_err(|e| ipc(&e))?;
             }
-            let len = u32::try_from(payload.len() - at - 4)
+            let len = u32::try_from(entry.len() - at - 4)
                 .map_err(|_| Error::Corrupt("a part over 4 GiB".into()))?;
-            payload[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            entry[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }
-        let len =
-            u32::try_from(payload.len()).map_err(|_| Error::Corrupt("a unit over 4 GiB".into()))?;
-        let mut entry = Vec::with_capacity(ENTRY_HEADER + payload.len());
-        entry.extend_from_slice(&ENTRY_MAGIC.to_le_bytes());
-        entry.extend_from_slice(&len.to_le_bytes());
-        entry.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        entry.extend_from_slice(&payload);
+        let len = u32::try_from(entry.len() - ENTRY_HEADER)
+            .map_err(|_| Error::Corrupt("a unit over 4 GiB".into()))?;
+        let crc = crc32fast::hash(&entry[ENTRY_HEADER..]);
+        entry[..4].copy_from_slice(&ENTRY_MAGIC.to_le_bytes());
+        entry[4..8].copy_from_slice(&len.to_le_bytes());
+        entry[8..12].copy_from_slice(&crc.to_le_bytes());
         Ok(entry)
     }
 
@@ -259,6 +260,16 @@ struct Segment {
 pub(crate) struct AckLog {
     dir: PathBuf,
     store_id: Uuid,
+    /// The segment appends go to; created by the first append after a start or a
+    /// rotation, so a store that never acknowledges from the log writes no file.
+    current: Option<Current>,
+    /// The last segment number used.
+    number: u64,
+    closed: VecDeque<Segment>,
+}
+
+/// The segment being appended to.
+struct Current {
     file: File,
     path: PathBuf,
     /// Where the last acknowledged entry ends: an append that failed is cut back to it
@@ -266,10 +277,8 @@ pub(crate) struct AckLog {
     good_len: u64,
     /// Did the last append fail (and the file may hold part of it)?
     torn: bool,
-    /// The last unit in the current segment (0 while it holds none).
-    current_last: u64,
-    number: u64,
-    closed: VecDeque<Segment>,
+    /// The last unit in it (0 while it holds none).
+    last: u64,
 }
 
 /// What [`AckLog::open`] found.
@@ -289,13 +298,18 @@ impl AckLog {
         db.with_file_name(name)
     }
 
-    /// Opens the log in `dir` for the store `store_id`, reads every segment, and starts
-    /// a new segment for what comes next. Segments of another store are renamed aside.
+    /// Opens the log in `dir` for the store `store_id` and reads every segment it holds
+    /// (none when there is no folder). Segments of another store are renamed aside.
     pub(crate) fn open(dir: &Path, store_id: Uuid, applied: u64) -> Result<Opened> {
         let io = |e: std::io::Error| Error::Unavailable(format!("the ack log: {e}"));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut numbered: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-            .map_err(io)?
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        let mut numbered: Vec<(u64, PathBuf)> = entries
+            .into_iter()
+            .flatten()
             .filter_map(|e| {
                 let path = e.ok()?.path();
                 let n = path
@@ -370,17 +384,12 @@ impl AckLog {
                 last_unit: seg_last,
             });
         }
-        let (file, path) = create_segment(dir, number + 1, store_id).map_err(io)?;
         Ok(Opened {
             log: AckLog {
                 dir: dir.to_owned(),
                 store_id,
-                file,
-                path,
-                good_len: HEADER_LEN,
-                torn: false,
-                current_last: 0,
-                number: number + 1,
+                current: None,
+                number,
                 closed,
             },
             replay,
@@ -394,16 +403,64 @@ impl AckLog {
     /// The write or the fsync failed; the unit must not be acknowledged.
     pub(crate) fn append(&mut self, unit: &Unit) -> Result<()> {
         let entry = unit.encode()?;
-        self.append_bytes(&entry)
-            .map_err(|e| Error::Unavailable(format!("writing the ack log failed: {e}")))?;
-        self.current_last = unit.no;
-        if self.good_len >= SEGMENT_BYTES {
+        let failed =
+            |e: std::io::Error| Error::Unavailable(format!("writing the ack log failed: {e}"));
+        if self.current.is_none() {
+            let (file, path) =
+                create_segment(&self.dir, self.number + 1, self.store_id).map_err(failed)?;
+            self.number += 1;
+            self.current = Some(Current {
+                file,
+                path,
+                good_len: HEADER_LEN,
+                torn: false,
+                last: 0,
+            });
+        }
+        let current = self.current.as_mut().ok_or(Error::Closed)?;
+        current.append(&entry).map_err(failed)?;
+        current.last = unit.no;
+        if current.good_len >= SEGMENT_BYTES {
             self.rotate();
         }
         Ok(())
     }
 
-    fn append_bytes(&mut self, entry: &[u8]) -> std::io::Result<()> {
+    /// Closes the current segment: the next append starts the next one.
+    fn rotate(&mut self) {
+        if let Some(c) = self.current.take() {
+            self.closed.push_back(Segment {
+                path: c.path,
+                last_unit: c.last,
+            });
+        }
+    }
+
+    /// Deletes the segments whose units are all applied; with `everything`, the current
+    /// one too if all of it is (at shutdown, when nothing more is appended).
+    pub(crate) fn release(&mut self, applied: u64, everything: bool) {
+        while self.closed.front().is_some_and(|s| s.last_unit <= applied) {
+            if let Some(s) = self.closed.pop_front()
+                && let Err(e) = std::fs::remove_file(&s.path)
+            {
+                tracing::warn!(error = %e, segment = %s.path.display(), "Deleting an applied ack log segment failed.");
+            }
+        }
+        if everything
+            && self.closed.is_empty()
+            && self.current.as_ref().is_none_or(|c| c.last <= applied)
+        {
+            // A clean shutdown leaves no log behind (the folder only if it is empty).
+            if let Some(c) = self.current.take() {
+                let _ = std::fs::remove_file(&c.path);
+            }
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+impl Current {
+    fn append(&mut self, entry: &[u8]) -> std::io::Result<()> {
         if self.torn {
             self.file.set_len(self.good_len)?;
             self.file.sync_data()?;
@@ -430,47 +487,11 @@ impl AckLog {
             }
         }
     }
-
-    /// Starts the next segment. If it cannot be created, appends go on in this one.
-    fn rotate(&mut self) {
-        match create_segment(&self.dir, self.number + 1, self.store_id) {
-            Ok((file, path)) => {
-                let old = std::mem::replace(&mut self.path, path);
-                self.file = file;
-                self.closed.push_back(Segment {
-                    path: old,
-                    last_unit: self.current_last,
-                });
-                self.number += 1;
-                self.good_len = HEADER_LEN;
-                self.current_last = 0;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Starting a new ack log segment failed; the current one grows.");
-            }
-        }
-    }
-
-    /// Deletes the segments whose units are all applied; with `everything`, the current
-    /// one too if all of it is (at shutdown, when nothing more is appended).
-    pub(crate) fn release(&mut self, applied: u64, everything: bool) {
-        while self.closed.front().is_some_and(|s| s.last_unit <= applied) {
-            if let Some(s) = self.closed.pop_front()
-                && let Err(e) = std::fs::remove_file(&s.path)
-            {
-                tracing::warn!(error = %e, segment = %s.path.display(), "Deleting an applied ack log segment failed.");
-            }
-        }
-        if everything && self.closed.is_empty() && self.current_last <= applied {
-            // A clean shutdown leaves no log behind (the folder only if it is empty).
-            let _ = std::fs::remove_file(&self.path);
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-    }
 }
 
 /// Creates segment `number` with its header, durably (the file and its folder entry).
 fn create_segment(dir: &Path, number: u64, store_id: Uuid) -> std::io::Result<(File, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{number:020}.log"));
     let mut file = OpenOptions::new()
         .read(true)
@@ -512,7 +533,8 @@ mod tests {
         }
         // Half an entry, as a crash mid-write leaves it.
         let half = unit(4, 10).encode().unwrap();
-        let mut f = OpenOptions::new().append(true).open(&log.path).unwrap();
+        let path = &log.current.as_ref().unwrap().path;
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
         f.write_all(&half[..half.len() / 2]).unwrap();
         drop(log);
 
@@ -537,6 +559,15 @@ mod tests {
                 .extension()
                 .is_some_and(|x| x == "foreign")
         }));
+    }
+
+    #[test]
+    fn a_log_that_is_never_appended_to_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.duckdb.acklog");
+        let mut log = AckLog::open(&path, Uuid::new_v4(), 0).unwrap().log;
+        log.release(0, true);
+        assert!(!path.exists());
     }
 
     #[test]
