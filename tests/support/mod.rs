@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod lake;
 pub mod otlp;
 pub mod process;
 

@@ -96,13 +96,28 @@ fn callscope_toml_documents_every_default() {
 
     // Each section's keys are all documented: the serialised defaults name no key that
     // the file (or, for a destination, its first example) lacks.
+    // A key whose value is a table of keys (`[storage.ducklake]`) is documented as that
+    // table, with each of its keys.
     let text = format!("{text}\n{}", example_lines(&text));
-    let keys =
-        |value: toml::Value| -> Vec<String> { value.as_table().unwrap().keys().cloned().collect() };
-    for key in keys(toml::Value::try_from(OtlpConfig::default()).unwrap())
+    let keys = |section: &str, value: toml::Value| -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, value) in value.as_table().unwrap() {
+            if let toml::Value::Table(sub) = value
+                && !sub.is_empty()
+            {
+                let header = format!("\n[{section}.{key}]\n");
+                assert!(text.contains(&header), "callscope.toml lacks `{header}`");
+                out.extend(sub.keys().cloned());
+            } else {
+                out.push(key.clone());
+            }
+        }
+        out
+    };
+    for key in keys("otlp", toml::Value::try_from(OtlpConfig::default()).unwrap())
         .into_iter()
-        .chain(keys(toml::Value::try_from(StoreConfig::default()).unwrap()))
-        .chain(keys(toml::Value::try_from(&defaults).unwrap()))
+        .chain(keys("storage", toml::Value::try_from(StoreConfig::default()).unwrap()))
+        .chain(keys("forward", toml::Value::try_from(&defaults).unwrap()))
     {
         assert!(
             text.contains(&format!("\n{key} =")),

@@ -274,6 +274,9 @@ pub(crate) struct Acceptor {
     pub(crate) metrics: Arc<StoreMetrics>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) max_group_rows: usize,
+    /// On a lake other instances store records too: what this one remembers says
+    /// nothing of theirs, so every group is looked up.
+    lake: bool,
 }
 
 impl Acceptor {
@@ -316,6 +319,7 @@ impl Acceptor {
             metrics,
             journal,
             max_group_rows,
+            lake: crate::lake::is_lake(conn)?,
         })
     }
 
@@ -539,7 +543,7 @@ impl Acceptor {
         });
         // The ids to look up in `logs`: none of a group newer than the recent ids'
         // floor unless their fingerprints are present, else every one.
-        let covered = self.recent.covers(min_ts);
+        let covered = !self.lake && self.recent.covers(min_ts);
         let mut lookup = Vec::with_capacity(batches.len());
         for b in batches {
             lookup.extend(to_look_up(&self.recent, covered, &b.batch, &b.ids)?);
@@ -671,7 +675,7 @@ impl Acceptor {
         if lo > hi {
             return Ok(HashSet::new());
         }
-        let covered = self.recent_spans.covers(lo);
+        let covered = !self.lake && self.recent_spans.covers(lo);
         let mut lookup = Vec::with_capacity(batches.len());
         for (_, b) in batches {
             lookup.extend(to_look_up(&self.recent_spans, covered, &b.batch, &b.ids)?);
@@ -741,7 +745,7 @@ fn stored_times(conn: &Connection, kind: &Deduped) -> Result<(i64, Vec<Uuid>)> {
 /// looked up: the column that bounds the look-up (a row and its retry share it, so a
 /// group's window of that column is enough, and DuckDB's zone maps prune to the few
 /// row groups written around that time) and the scratch table incoming ids go to.
-struct Deduped {
+pub(crate) struct Deduped {
     table: &'static str,
     ts: &'static str,
     clear: &'static str,
@@ -749,7 +753,7 @@ struct Deduped {
     select: &'static str,
 }
 
-const LOGS: Deduped = Deduped {
+pub(crate) const LOGS: Deduped = Deduped {
     table: "logs",
     ts: "ts",
     clear: "DELETE FROM _incoming_ids",
@@ -758,7 +762,7 @@ const LOGS: Deduped = Deduped {
              WHERE l.ts BETWEEN ? AND ?",
 };
 
-const SPANS: Deduped = Deduped {
+pub(crate) const SPANS: Deduped = Deduped {
     table: "spans",
     ts: "start_ns",
     clear: "DELETE FROM _incoming_span_ids",
@@ -793,7 +797,7 @@ fn to_look_up(
 
 /// The ids of `lookup` (one-column `id` batches) that `kind`'s table already holds,
 /// within `(lo, hi)` of its bounding column.
-fn stored(
+pub(crate) fn stored(
     conn: &Connection,
     kind: &Deduped,
     lookup: &[RecordBatch],

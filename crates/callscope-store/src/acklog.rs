@@ -64,6 +64,15 @@ pub(crate) enum Table {
 }
 
 impl Table {
+    /// Every table, in the order a unit's parts are appended.
+    pub(crate) const ALL: [Table; 5] = [
+        Table::Logs,
+        Table::Spans,
+        Table::CallMetrics,
+        Table::CallJournal,
+        Table::CountJournal,
+    ];
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Table::Logs => "logs",

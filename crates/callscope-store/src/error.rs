@@ -36,6 +36,10 @@ pub enum Error {
     /// A write broke a constraint, e.g. a key that is already stored.
     #[error("constraint violated: {0}")]
     Constraint(duckdb::Error),
+    /// Another instance sharing the lake committed a change this transaction's
+    /// changes conflict with; the same transaction succeeds on a fresh snapshot.
+    #[error("commit conflict: {0}")]
+    Conflict(duckdb::Error),
     /// Any other DuckDB failure.
     #[error("database error: {0}")]
     Database(duckdb::Error),
@@ -61,8 +65,18 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Overloaded | Error::Unavailable(_) | Error::Closed | Error::Invalidated(_)
+            Error::Overloaded
+                | Error::Unavailable(_)
+                | Error::Closed
+                | Error::Invalidated(_)
+                | Error::Conflict(_)
         )
+    }
+
+    /// Did a commit lose to another instance's (DuckLake)?
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict(_))
     }
 }
 
@@ -89,6 +103,13 @@ impl From<duckdb::Error> for Error {
             _ if message.contains("database has been invalidated") => Error::Invalidated(e),
             Some("IO") if message.contains("Could not set lock on file") => Error::Locked(e),
             Some("Constraint") => Error::Constraint(e),
+            // DuckLake's own conflict check, and PostgreSQL's serialisation failure
+            // when the catalog's rows changed under a statement (maintenance deleting
+            // inlined rows while another instance inserts).
+            Some("TransactionContext") if message.contains("Transaction conflict") => {
+                Error::Conflict(e)
+            }
+            _ if message.contains("could not serialize access") => Error::Conflict(e),
             _ => Error::Database(e),
         }
     }

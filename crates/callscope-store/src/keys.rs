@@ -158,11 +158,18 @@ impl Store {
             return Ok(());
         }
         self.write(move |c| {
-            let mut stmt = c.prepare(
+            // DuckLake has no keys for `ON CONFLICT`.
+            let sql = if crate::lake::is_lake(c)? {
+                "MERGE INTO api_key_uses USING (SELECT key_sha256, ?::BIGINT AS at FROM api_keys \
+                 WHERE key_sha256 = ?) AS u ON api_key_uses.key_sha256 = u.key_sha256 \
+                 WHEN MATCHED THEN UPDATE SET last_used_at = greatest(last_used_at, u.at) \
+                 WHEN NOT MATCHED THEN INSERT VALUES (u.key_sha256, u.at)"
+            } else {
                 "INSERT INTO api_key_uses SELECT key_sha256, ? FROM api_keys WHERE key_sha256 = ? \
                  ON CONFLICT (key_sha256) DO UPDATE SET \
-                 last_used_at = greatest(last_used_at, excluded.last_used_at)",
-            )?;
+                 last_used_at = greatest(last_used_at, excluded.last_used_at)"
+            };
+            let mut stmt = c.prepare(sql)?;
             for (hash, at) in &uses {
                 stmt.execute(duckdb::params![at.as_nanos(), hash])?;
             }

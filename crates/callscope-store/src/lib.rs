@@ -44,6 +44,7 @@ mod calls;
 mod error;
 mod export;
 mod keys;
+mod lake;
 mod live;
 mod metrics;
 mod prepare;
@@ -84,6 +85,7 @@ pub use duckdb;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportStream, UnknownFormat};
 pub use keys::{FINGERPRINT_LEN, Revoked, StoredKey};
+pub use lake::{Backend, LakeConfig, S3Config};
 pub use live::{
     CALL_CHANNEL_BATCHES, Lag, LiveBatch, LiveRecord, MAX_BATCH_RECORDS, Subscription,
     TENANT_CHANNEL_BATCHES,
@@ -125,6 +127,14 @@ pub struct StoreConfig {
     /// delays an acknowledgement, and reads wait for what was acknowledged before them
     /// to be committed). See docs/storage.md, "The write path".
     pub ack_after: AckAfter,
+    /// Where the data lives: `"duckdb"` (the file at `path`) or `"ducklake"` (a lake
+    /// several instances share: `[storage.ducklake]`, `[storage.s3]`; see
+    /// docs/ducklake.md).
+    pub backend: Backend,
+    /// `[storage.ducklake]`: the lake's catalog, data path and extension folder.
+    pub ducklake: LakeConfig,
+    /// `[storage.s3]`: the object store of an `s3://` data path.
+    pub s3: S3Config,
     /// The most records in one text index block; 0 builds no index and searches scan
     /// without it.
     /// Not a `[storage]` key: tests and benchmarks change it.
@@ -145,6 +155,9 @@ impl Default for StoreConfig {
             threads: 0,
             checkpoint_threshold: "64MB".to_owned(),
             ack_after: AckAfter::Commit,
+            backend: Backend::Duckdb,
+            ducklake: LakeConfig::default(),
+            s3: S3Config::default(),
             text_index_block_records: textindex::BLOCK_RECORDS,
         }
     }
@@ -182,8 +195,19 @@ pub(crate) struct Readers {
 impl Readers {
     /// `count` connections to the database `conn` belongs to.
     pub(crate) fn connect(conn: &Connection, count: usize) -> duckdb::Result<Vec<Connection>> {
-        (0..count).map(|_| conn.try_clone()).collect()
+        (0..count).map(|_| clone_connection(conn)).collect()
     }
+}
+
+/// Another connection to `conn`'s database, in the same default catalog (a clone starts
+/// in the process's own database; on DuckLake everything lives in the attached lake).
+pub(crate) fn clone_connection(conn: &Connection) -> duckdb::Result<Connection> {
+    let clone = conn.try_clone()?;
+    let catalog: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+    if catalog == lake::CATALOG {
+        clone.execute_batch(&format!("USE {catalog}"))?;
+    }
+    Ok(clone)
 }
 
 /// Marks the writer as ended when dropped (by the acceptor's thread or the writer's,
@@ -220,9 +244,22 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
     db_config = db_config
         .with("checkpoint_threshold", &config.checkpoint_threshold)
         .map_err(|_| not_a_size("checkpoint_threshold", &config.checkpoint_threshold))?;
+    if config.backend == Backend::Ducklake {
+        // The process's own database holds only scratch tables; everything stored is in
+        // the lake, attached as the default catalog.
+        let conn =
+            Connection::open_in_memory_with_flags(db_config).map_err(|e| open_err(Box::new(e)))?;
+        lake::attach(&conn, config).map_err(|e| match e {
+            Error::InvalidArgument(_) => e,
+            other => open_err(Box::new(other)),
+        })?;
+        return Ok(conn);
+    }
     Connection::open_with_flags(&config.path, db_config).map_err(|e| match Error::from(e) {
         locked @ Error::Locked(_) => locked,
-        Error::Database(e) | Error::Invalidated(e) | Error::Constraint(e) => open_err(Box::new(e)),
+        Error::Database(e) | Error::Invalidated(e) | Error::Constraint(e) | Error::Conflict(e) => {
+            open_err(Box::new(e))
+        }
         other => other,
     })
 }
@@ -270,6 +307,17 @@ impl Store {
     /// The file cannot be opened or created (permissions, a lock held by another
     /// process), or its schema is newer than this build understands.
     pub fn open(config: &StoreConfig) -> Result<Store> {
+        let lake_config;
+        let config = if config.backend == Backend::Ducklake {
+            // Text searches scan on the lake (docs/storage.md, "The DuckLake backend").
+            lake_config = StoreConfig {
+                text_index_block_records: 0,
+                ..config.clone()
+            };
+            &lake_config
+        } else {
+            config
+        };
         let path = config.path.clone();
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
             path: path.clone(),

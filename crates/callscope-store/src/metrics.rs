@@ -161,6 +161,10 @@ impl StoreMetrics {
     }
 }
 
+/// Commit conflicts lost to other instances of a lake (counted where any transaction
+/// is retried, which has no handle on the store's metrics), process-wide.
+pub(crate) static LAKE_CONFLICTS: AtomicU64 = AtomicU64::new(0);
+
 impl MetricsSource for StoreMetrics {
     fn render(&self, w: &mut PromWriter) {
         let c = |a: &AtomicU64| a.load(Relaxed) as f64;
@@ -229,6 +233,12 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Gauge,
             "Records acknowledged (durable in the ack log) and not yet applied to the database.",
             (cap - available).max(0.0),
+        );
+        w.single(
+            "callscope_store_lake_conflicts_total",
+            MetricKind::Counter,
+            "DuckLake backend: transactions that lost a commit conflict to another instance and were tried again.",
+            LAKE_CONFLICTS.load(Relaxed) as f64,
         );
         let name = "callscope_exports_total";
         w.family(name, MetricKind::Counter, "Exports started, by format.");

@@ -98,6 +98,17 @@ ON CONFLICT (tenant, minute, agent_id, event, level, category)
 DO UPDATE SET n = log_counts.n + excluded.n;
 ";
 
+/// [`UPSERT`] for DuckLake, which has no keys for `ON CONFLICT`.
+pub(crate) const MERGE: &str = "
+MERGE INTO log_counts USING _count_delta AS excluded
+ON log_counts.tenant = excluded.tenant AND log_counts.minute = excluded.minute
+   AND log_counts.agent_id = excluded.agent_id AND log_counts.event = excluded.event
+   AND log_counts.level = excluded.level AND log_counts.category = excluded.category
+WHEN MATCHED THEN UPDATE SET n = log_counts.n + excluded.n
+WHEN NOT MATCHED THEN INSERT VALUES (excluded.tenant, excluded.minute, excluded.agent_id,
+    excluded.event, excluded.level, excluded.category, excluded.n);
+";
+
 /// The minute of a record time.
 pub(crate) fn minute_of(ts: i64) -> i64 {
     ts / MINUTE_NS

@@ -105,6 +105,23 @@ FROM {source};
 /// DuckDB refused the DDL (for example, a read-only file that lacks the tables), or
 /// the file was written by a newer callscope.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    if crate::lake::is_lake(conn)? {
+        // Instances starting together race to create the same tables and views: the
+        // loser of a conflict finds them made and carries on.
+        return crate::lake::retry_conflicts(|| migrate_in(conn, true));
+    }
+    migrate_in(conn, false)
+}
+
+fn migrate_in(conn: &Connection, lake: bool) -> Result<()> {
+    // DuckLake's dialect of the tables' DDL (`lake.rs`).
+    let ddl = |sql: &str| {
+        if lake {
+            conn.execute_batch(&crate::lake::ddl(sql))
+        } else {
+            conn.execute_batch(sql)
+        }
+    };
     // A newer callscope's file is refused before anything in it is touched.
     let found = stored_version(conn)?;
     if let Some(v) = found
@@ -116,7 +133,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     }
     let had_counts = has_table(conn, "log_counts")?;
     let had_logs = has_table(conn, "logs")?;
-    conn.execute_batch(DDL)?;
+    ddl(DDL)?;
     // Version 5: the commit sequence number. Files from before number their records
     // in time order (ties by id), which is the order they were most likely committed.
     if had_logs && !has_column(conn, "logs", "seq")? {
@@ -129,12 +146,12 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
-    conn.execute_batch(crate::rollup::DDL)?;
+    ddl(crate::rollup::DDL)?;
     if !had_counts {
         // Version 1 files: count what they already hold.
         conn.execute_batch(crate::rollup::BACKFILL)?;
     }
-    conn.execute_batch(&format!(
+    ddl(&format!(
         "CREATE TABLE IF NOT EXISTS calls (\n{},\n    PRIMARY KEY (tenant, call_id)\n);",
         crate::summary::column_ddl(true)
     ))?;
@@ -152,10 +169,14 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             crate::summary::CALL_KEY_SQL
         ))?;
     }
-    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);")?;
+    if !lake {
+        conn.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS calls_call_key ON calls (call_key);",
+        )?;
+    }
     // Version 4: the summaries' journal. A file written by this version must not be
     // opened by an older build, which would ignore what the journal still holds.
-    conn.execute_batch(&format!(
+    ddl(&format!(
         "CREATE TABLE IF NOT EXISTS call_journal (\n{}\n);\n{}",
         crate::summary::column_ddl(false),
         crate::rollup::JOURNAL_DDL
@@ -163,7 +184,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     // Version 6: spans and the turn facts of the call timeline (`timeline.rs`). Records
     // stored before have no `call_metrics` rows; fill them in once.
     let had_metrics = has_table(conn, "call_metrics")?;
-    conn.execute_batch(crate::timeline::DDL)?;
+    ddl(crate::timeline::DDL)?;
     if !had_metrics && found.is_some() {
         conn.execute_batch(crate::timeline::BACKFILL)?;
     }
@@ -182,10 +203,32 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(crate::timeline::VIEWS)?;
     // The text index (`textindex.rs`). Older builds ignore the table; what they store
     // meanwhile is the index's backlog when this build opens the file again.
-    conn.execute_batch(crate::textindex::DDL)?;
+    ddl(crate::textindex::DDL)?;
     // Version 7: the ack log's position (`acklog.rs`). An older build would ignore the
     // acknowledged records the log still holds, so it must not open this file.
     conn.execute_batch(crate::acklog::DDL)?;
+    if lake {
+        conn.execute_batch(crate::lake::FENCE_DDL)?;
+        conn.execute_batch(crate::lake::MAINTENANCE_DDL)?;
+        crate::lake::init_fence(conn)?;
+        if found != Some(SCHEMA_VERSION) {
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            let set = conn
+                .execute("DELETE FROM meta WHERE key = 'schema_version'", [])
+                .and_then(|_| {
+                    conn.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                })
+                .and_then(|_| conn.execute_batch("COMMIT"));
+            if let Err(e) = set {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+        return Ok(());
+    }
     if found != Some(SCHEMA_VERSION) {
         conn.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -198,7 +241,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
 /// Does the file have the table `name`?
 fn has_table(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn.query_row(
-        "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        "SELECT count(*) > 0 FROM duckdb_tables() \
+         WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
         [name],
         |r| r.get(0),
     )?)
@@ -207,7 +251,8 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
 /// Does table `table` have the column `name`?
 fn has_column(conn: &Connection, table: &str, name: &str) -> Result<bool> {
     Ok(conn.query_row(
-        "SELECT count(*) > 0 FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? AND column_name = ?",
+        "SELECT count(*) > 0 FROM duckdb_columns() \
+         WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ? AND column_name = ?",
         [table, name],
         |r| r.get(0),
     )?)

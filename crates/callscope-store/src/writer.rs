@@ -164,11 +164,19 @@ pub(crate) struct Writer {
     index: TextIndex,
     /// After a failed index step, none is tried before this.
     index_paused_until: Option<Instant>,
+    /// Is the database a DuckLake shared with other instances (`lake.rs`)?
+    lake: bool,
+    /// How often the journal is folded when no read asks for it: [`FOLD_EVERY`], or
+    /// [`crate::lake::FOLD_EVERY`] on a lake, where a fold conflicts with every other
+    /// instance's commits.
+    fold_every: Duration,
+    /// The lake's maintenance schedule (`None` for the embedded file).
+    maintenance: Option<crate::lake::Maintenance>,
 }
 
 /// A connection for the acceptor's duplicate look-ups, with its scratch tables.
 pub(crate) fn lookup_connection(conn: &Connection) -> Result<Connection> {
-    let lookup = conn.try_clone()?;
+    let lookup = crate::clone_connection(conn)?;
     lookup.execute_batch(&scratch_ddl())?;
     Ok(lookup)
 }
@@ -206,6 +214,8 @@ impl Writer {
         let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
         metrics.set_index_pending(index.pending_records());
         let hub = (reopen.config.ack_after == AckAfter::Commit).then_some(hub);
+        let lake = reopen.config.backend == crate::Backend::Ducklake;
+        let reopen_config = reopen.config.clone();
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -222,6 +232,14 @@ impl Writer {
             acks,
             index,
             index_paused_until: None,
+            lake,
+            fold_every: if lake {
+                crate::lake::FOLD_EVERY
+            } else {
+                FOLD_EVERY
+            },
+            maintenance: (lake && reopen_config.ducklake.maintenance_interval_secs > 0)
+                .then(|| crate::lake::Maintenance::new(&reopen_config)),
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -339,7 +357,9 @@ impl Writer {
                 }
             } else if self.journal.is_pending() {
                 self.rx
-                    .recv_timeout(FOLD_EVERY.saturating_sub(self.last_fold.elapsed()))
+                    .recv_timeout(self.fold_every.saturating_sub(self.last_fold.elapsed()))
+            } else if let Some(maintenance) = &self.maintenance {
+                self.rx.recv_timeout(maintenance.wait())
             } else {
                 self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
             };
@@ -350,6 +370,7 @@ impl Writer {
                     if self.backlog.is_empty() && self.journal.is_pending() {
                         self.fold_if_due();
                     }
+                    self.maintain_if_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -440,6 +461,22 @@ impl Writer {
             if self.index_due() {
                 self.index_step();
             }
+            self.maintain_if_due();
+        }
+    }
+
+    /// On DuckLake, the lake's maintenance when it is due and this instance holds the
+    /// lease for it (`lake.rs`). Failures are logged and tried at the next turn.
+    fn maintain_if_due(&mut self) {
+        let Some(m) = &mut self.maintenance else {
+            return;
+        };
+        if !m.due() || !self.backlog.is_empty() {
+            return;
+        }
+        let Some(conn) = &self.conn else { return };
+        if let Err(e) = m.run(conn) {
+            tracing::warn!(error = %e, "Lake maintenance failed; tried again later.");
         }
     }
 
@@ -451,6 +488,9 @@ impl Writer {
         }
         let started = Instant::now();
         let retry = self.apply_paused_until.is_some();
+        if self.lake {
+            return self.apply_backlog_to_lake(started);
+        }
         let result = self.connection().map(|_| ()).and_then(|()| {
             let conn = self.conn.as_ref().ok_or(Error::Closed)?;
             if retry {
@@ -511,29 +551,96 @@ impl Writer {
                 if let Some(conn) = &self.conn {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                self.check_health();
-                self.ready.store(false, Ordering::Relaxed);
-                self.acks.set_failing();
-                self.metrics.record_write_error();
-                self.apply_paused_until = Some(Instant::now() + REOPEN_INTERVAL);
-                // With `ack_after = "commit"` the waiting senders hear now: nothing of
-                // theirs was acknowledged. (The units stay, and are tried again: a
-                // retry of theirs is dropped as a duplicate of a unit still waiting.)
-                let msg = e.to_string();
-                for (_, replies, _) in &mut self.backlog {
-                    for r in replies.drain(..) {
-                        let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
-                    }
-                }
-                // As for a fold: a failed commit may have been durable.
-                self.journal.pending.store(true, Ordering::Release);
-                tracing::error!(
-                    error = %e,
-                    units = self.backlog.len(),
-                    "Write failed: applying acknowledged records to the database; they wait in the ack log and are tried again."
+                self.apply_failed(
+                    &e,
+                    "Write failed: applying acknowledged records to the database; they wait in the ack log and are tried again.",
                 );
             }
         }
+    }
+
+    /// After a failed apply: not ready, nothing more accepted, the units kept for the
+    /// next try after a pause. With `ack_after = "commit"` the waiting senders hear now
+    /// that nothing of theirs was acknowledged (the units stay, and are tried again: a
+    /// retry of theirs is dropped as a duplicate of a unit still waiting).
+    fn apply_failed(&mut self, e: &Error, what: &'static str) {
+        self.check_health();
+        self.ready.store(false, Ordering::Relaxed);
+        self.acks.set_failing();
+        self.metrics.record_write_error();
+        self.apply_paused_until = Some(Instant::now() + REOPEN_INTERVAL);
+        let msg = e.to_string();
+        for (_, replies, _) in &mut self.backlog {
+            for r in replies.drain(..) {
+                let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
+            }
+        }
+        // As for a fold: a failed commit may have been durable.
+        self.journal.pending.store(true, Ordering::Release);
+        tracing::error!(error = %e, units = self.backlog.len(), "{what}");
+    }
+
+    /// [`Writer::apply_backlog`] on the DuckLake backend (`lake.rs`): one lake
+    /// transaction, retried while it loses conflicts to other instances. A unit some of
+    /// whose rows the lake already holds is dropped whole and its senders hear a
+    /// retryable error (their retry stores the rest once).
+    fn apply_backlog_to_lake(&mut self, started: Instant) {
+        let result = self.connection().map(|_| ()).and_then(|()| {
+            let conn = self.conn.as_ref().ok_or(Error::Closed)?;
+            let units: Vec<&Unit> = self.backlog.iter().map(|(u, ..)| &**u).collect();
+            crate::lake::apply(conn, &units)
+        });
+        let applied = match result {
+            Ok(applied) => applied,
+            Err(e) => {
+                self.apply_failed(&e, "Write failed: committing to the lake; tried again.");
+                return;
+            }
+        };
+        let Some(last) = self.backlog.back().map(|(u, ..)| u.no) else {
+            return;
+        };
+        let mut logs = Vec::new();
+        let mut records = 0;
+        for ((unit, replies, _permit), (kept, numbered)) in self
+            .backlog
+            .drain(..)
+            .zip(applied.kept.into_iter().zip(applied.logs))
+        {
+            if kept {
+                records += unit.records();
+                logs.extend(numbered);
+                for r in replies {
+                    self.metrics.record_ack_latency(r.enqueued.elapsed());
+                    let _ = r.to.send(Ok(r.receipt));
+                }
+            } else {
+                tracing::info!(
+                    unit = unit.no,
+                    "Dropped a unit another commit stored part of; its senders retry."
+                );
+                for r in replies {
+                    let _ = r.to.send(Err(Error::Unavailable(
+                        "part of the request was stored meanwhile; retry it".into(),
+                    )));
+                }
+            }
+        }
+        self.apply_paused_until = None;
+        self.acks.set_applied(last);
+        self.acks.set_acked(last);
+        if let Some(hub) = &self.hub {
+            hub.publish(&logs);
+        }
+        self.journal.pending.store(true, Ordering::Release);
+        self.ready.store(true, Ordering::Relaxed);
+        self.metrics.record_apply(started.elapsed());
+        tracing::debug!(
+            records,
+            unit = last,
+            apply_us = started.elapsed().as_micros(),
+            "Committed units to the lake."
+        );
     }
 
     /// Is a text index step waiting, and not paused after a failure?
@@ -565,7 +672,7 @@ impl Writer {
     /// Folds the journal if a read is waiting for it or it has waited [`FOLD_EVERY`].
     fn fold_if_due(&mut self) {
         if !self.journal.waiters.lock().is_empty()
-            || (self.journal.is_pending() && self.last_fold.elapsed() >= FOLD_EVERY)
+            || (self.journal.is_pending() && self.last_fold.elapsed() >= self.fold_every)
         {
             self.fold();
         }
@@ -624,20 +731,23 @@ impl Writer {
             return Err(Error::Closed);
         };
         let started = Instant::now();
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        conn.prepare_cached("DELETE FROM _call_delta")?
-            .execute([])?;
-        // Prepared afresh each time: a cached prepared copy of this `INSERT … SELECT …
-        // GROUP BY`, executed again, filled the scratch table with one row and a
-        // garbled key (DuckDB 1.5.5).
-        let calls = conn.execute(&summary::JOURNAL_TO_SCRATCH, [])?;
-        if calls > 0 {
-            conn.prepare_cached(&summary::MERGE_CALLS)?.execute([])?;
+        if self.lake {
+            return crate::lake::retry_conflicts(|| {
+                let folded = fold_once(conn, true);
+                if folded.is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                folded
+            })
+            .map(|calls| {
+                tracing::debug!(
+                    calls,
+                    fold_us = started.elapsed().as_micros(),
+                    "Folded the journal."
+                );
+            });
         }
-        conn.execute_batch(rollup::JOURNAL_TO_SCRATCH)?;
-        conn.execute_batch(rollup::UPSERT)?;
-        conn.execute_batch("DELETE FROM call_journal; DELETE FROM count_journal;")?;
-        conn.execute_batch("COMMIT")?;
+        let calls = fold_once(conn, false)?;
         tracing::debug!(
             calls,
             fold_us = started.elapsed().as_micros(),
@@ -647,39 +757,30 @@ impl Writer {
     }
 
     fn purge(&mut self, before_ns: i64) -> Result<u64> {
+        if self.lake {
+            self.connection()?;
+            let conn = self.conn.as_ref().ok_or(Error::Closed)?;
+            return crate::lake::retry_conflicts(|| {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                let n =
+                    crate::lake::touch_fence(conn).and_then(|()| purge_in(conn, before_ns, true));
+                let n = n.and_then(|n| {
+                    conn.execute_batch("COMMIT")?;
+                    Ok(n)
+                });
+                if n.is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                n
+            });
+        }
         self.connection()?;
         let conn = self.conn.as_mut().ok_or(Error::Closed)?;
         let result = (|| {
             let tx = conn.transaction()?;
-            // `log_counts` keeps counting exactly what is stored: whole minutes before
-            // the cut-off go, and the minute it cuts through loses what is deleted of it.
-            let minute = rollup::minute_of(before_ns);
-            tx.execute_batch("DELETE FROM _count_delta")?;
-            tx.execute(
-                "INSERT INTO _count_delta
-                 SELECT tenant, ts // 60000000000, coalesce(agent_id, ''), event, level,
-                        category, -count(*)
-                 FROM logs WHERE ts < ? AND ts // 60000000000 >= ? GROUP BY ALL",
-                duckdb::params![before_ns, minute],
-            )?;
-            tx.execute_batch(rollup::UPSERT)?;
-            tx.execute("DELETE FROM log_counts WHERE minute < ? OR n = 0", [minute])?;
-            tx.execute(
-                &summary::purge_sql(),
-                duckdb::params![before_ns, before_ns, before_ns],
-            )?;
-            let n = tx.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
-            tx.execute("DELETE FROM call_metrics WHERE ts < ?", [before_ns])?;
-            tx.execute("DELETE FROM spans WHERE end_ns < ?", [before_ns])?;
-            tx.execute("DELETE FROM search_blocks WHERE ts_hi < ?", [before_ns])?;
-            tx.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
-            tx.execute(
-                "DELETE FROM comments c WHERE NOT EXISTS \
-                 (SELECT 1 FROM calls k WHERE k.tenant = c.tenant AND k.call_id = c.call_id)",
-                [],
-            )?;
+            let n = purge_in(&tx, before_ns, false)?;
             tx.commit()?;
-            Ok(n as u64)
+            Ok(n)
         })();
         if result.is_err() {
             self.check_health();
@@ -690,6 +791,61 @@ impl Writer {
         }
         result
     }
+}
+
+/// Retention's deletes, in the caller's transaction (see [`Writer::purge`]).
+fn purge_in(conn: &Connection, before_ns: i64, lake: bool) -> Result<u64> {
+    // `log_counts` keeps counting exactly what is stored: whole minutes before
+    // the cut-off go, and the minute it cuts through loses what is deleted of it.
+    let minute = rollup::minute_of(before_ns);
+    conn.execute_batch("DELETE FROM _count_delta")?;
+    conn.execute(
+        "INSERT INTO _count_delta
+             SELECT tenant, ts // 60000000000, coalesce(agent_id, ''), event, level,
+                    category, -count(*)
+             FROM logs WHERE ts < ? AND ts // 60000000000 >= ? GROUP BY ALL",
+        duckdb::params![before_ns, minute],
+    )?;
+    conn.execute_batch(if lake { rollup::MERGE } else { rollup::UPSERT })?;
+    conn.execute("DELETE FROM log_counts WHERE minute < ? OR n = 0", [minute])?;
+    conn.execute(
+        &summary::purge_sql(),
+        duckdb::params![before_ns, before_ns, before_ns],
+    )?;
+    let n = conn.execute("DELETE FROM logs WHERE ts < ?", [before_ns])?;
+    conn.execute("DELETE FROM call_metrics WHERE ts < ?", [before_ns])?;
+    conn.execute("DELETE FROM spans WHERE end_ns < ?", [before_ns])?;
+    conn.execute("DELETE FROM search_blocks WHERE ts_hi < ?", [before_ns])?;
+    conn.execute("DELETE FROM calls WHERE last_ts < ?", [before_ns])?;
+    conn.execute(
+        "DELETE FROM comments c WHERE NOT EXISTS \
+             (SELECT 1 FROM calls k WHERE k.tenant = c.tenant AND k.call_id = c.call_id)",
+        [],
+    )?;
+    Ok(n as u64)
+}
+
+/// Folds the journal in one transaction (see [`Writer::fold_journal`]); the number of
+/// calls folded.
+fn fold_once(conn: &Connection, lake: bool) -> Result<usize> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    // Prepared afresh each time: a cached prepared copy of this `INSERT … SELECT …
+    // GROUP BY`, executed again, filled the scratch table with one row and a garbled
+    // key (DuckDB 1.5.5).
+    if lake {
+        crate::lake::touch_fence(conn)?;
+    }
+    conn.prepare_cached("DELETE FROM _call_delta")?
+        .execute([])?;
+    let calls = conn.execute(&summary::JOURNAL_TO_SCRATCH, [])?;
+    if calls > 0 {
+        conn.prepare_cached(&summary::MERGE_CALLS)?.execute([])?;
+    }
+    conn.execute_batch(rollup::JOURNAL_TO_SCRATCH)?;
+    conn.execute_batch(if lake { rollup::MERGE } else { rollup::UPSERT })?;
+    conn.execute_batch("DELETE FROM call_journal; DELETE FROM count_journal;")?;
+    conn.execute_batch("COMMIT")?;
+    Ok(calls)
 }
 
 /// Runs a future to completion on the current thread (the writer has no async runtime).
@@ -727,13 +883,7 @@ pub(crate) fn apply_units(conn: &Connection, units: &[&Unit]) -> Result<()> {
         return Ok(());
     };
     conn.execute_batch("BEGIN TRANSACTION")?;
-    for table in [
-        Table::Logs,
-        Table::Spans,
-        Table::CallMetrics,
-        Table::CallJournal,
-        Table::CountJournal,
-    ] {
+    for table in Table::ALL {
         let mut batches = units
             .iter()
             .flat_map(|u| u.parts.iter())
