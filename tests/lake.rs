@@ -50,6 +50,42 @@ async fn run_senders(
         .collect()
 }
 
+/// Reads the SSE stream at `url` as `tenant` until `stop` is set and then nothing has
+/// arrived for three seconds: the ids of the log events, in the order they came.
+fn watch(url: String, tenant: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Uuid>> {
+    let key = key_for(tenant);
+    tokio::spawn(async move {
+        let mut resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let (mut buf, mut ids) = (String::new(), Vec::new());
+        loop {
+            let quiet = if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                3
+            } else {
+                30
+            };
+            match tokio::time::timeout(Duration::from_secs(quiet), resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => buf.push_str(std::str::from_utf8(&bytes).unwrap()),
+                _ => return ids,
+            }
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if !block.lines().any(|l| l == "event: log") {
+                    continue;
+                }
+                if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id: ")) {
+                    ids.push(id.parse().unwrap());
+                }
+            }
+        }
+    })
+}
+
 /// Sends `batch` through `server` until it is acknowledged.
 async fn resend(server: &Callscope, batch: &Batch) {
     let http = otlp::http_client();
@@ -125,8 +161,14 @@ async fn three_instances_serve_every_acknowledged_record_once() {
         .collect();
 
     // Two calls whose records arrive through all three instances at once, over both
-    // protocols, and one call per instance of its own.
+    // protocols, and one call per instance of its own. A live stream on the third
+    // instance watches one of the shared calls: it hears every instance's commits.
     let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch(
+        servers[2].api_url("/v1/logs/stream?call_ids=shared-a"),
+        "acme",
+        stop.clone(),
+    );
     let mut specs = Vec::new();
     let mut call_of = Vec::new();
     for (n, server) in servers.iter().enumerate() {
@@ -181,6 +223,15 @@ async fn three_instances_serve_every_acknowledged_record_once() {
     eprintln!("{acked} records acknowledged through 3 instances");
     let refs: Vec<&Callscope> = servers.iter().collect();
     assert_served(&refs, &calls, false).await;
+    let streamed = watcher.await.unwrap();
+    let unique: HashSet<Uuid> = streamed.iter().copied().collect();
+    assert_eq!(unique.len(), streamed.len(), "the stream repeated a record");
+    let shared_a = &calls.iter().find(|(_, c, _)| c == "shared-a").unwrap().2;
+    let missed = shared_a.difference(&unique).count();
+    assert_eq!(
+        missed, 0,
+        "the stream on one instance missed {missed} records committed through the others"
+    );
 
     // Every request again, acknowledged or not, each through another instance than
     // before: nothing is stored twice, and what was never acknowledged is now.

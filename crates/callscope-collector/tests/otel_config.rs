@@ -114,10 +114,16 @@ fn callscope_toml_documents_every_default() {
         }
         out
     };
-    for key in keys("otlp", toml::Value::try_from(OtlpConfig::default()).unwrap())
-        .into_iter()
-        .chain(keys("storage", toml::Value::try_from(StoreConfig::default()).unwrap()))
-        .chain(keys("forward", toml::Value::try_from(&defaults).unwrap()))
+    for key in keys(
+        "otlp",
+        toml::Value::try_from(OtlpConfig::default()).unwrap(),
+    )
+    .into_iter()
+    .chain(keys(
+        "storage",
+        toml::Value::try_from(StoreConfig::default()).unwrap(),
+    ))
+    .chain(keys("forward", toml::Value::try_from(&defaults).unwrap()))
     {
         assert!(
             text.contains(&format!("\n{key} =")),

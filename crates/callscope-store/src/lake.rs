@@ -518,6 +518,55 @@ pub(crate) fn data_files(conn: &Connection) -> Result<i64> {
 pub(crate) const MAINTENANCE_DDL: &str =
     "CREATE TABLE IF NOT EXISTS lake_maintenance (holder VARCHAR, until_ns BIGINT NOT NULL);";
 
+/// How often an instance looks for records other instances committed, for its live
+/// streams.
+const FEED_EVERY: Duration = Duration::from_millis(200);
+
+/// Feeds the live streams of this instance on a lake: every [`FEED_EVERY`] it reads the
+/// records committed since it last looked (by any instance: `seq` numbers follow the
+/// lake's commit order, see the module's docs) and publishes them in `seq` order.
+/// Runs until the store is dropped.
+pub(crate) fn spawn_feed(
+    conn: Connection,
+    hub: std::sync::Weak<crate::live::Hub>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("callscope-lake-feed".into())
+        .spawn(move || {
+            // Ids as 16 bytes, as appended batches carry them.
+            if let Err(e) = conn.execute_batch("SET arrow_lossless_conversion = true") {
+                tracing::error!(error = %e, "Live streams on the lake cannot start.");
+                return;
+            }
+            let mut last: Option<i64> = None;
+            loop {
+                std::thread::sleep(FEED_EVERY);
+                let Some(hub) = hub.upgrade() else { return };
+                if let Err(e) = feed_once(&conn, &hub, &mut last) {
+                    tracing::warn!(error = %e, "Reading new records for live streams failed; tried again.");
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+fn feed_once(conn: &Connection, hub: &crate::live::Hub, last: &mut Option<i64>) -> Result<()> {
+    let newest: i64 = conn.query_row("SELECT seq FROM lake_fence", [], |r| r.get(0))?;
+    let from = match *last {
+        // Streams opened later read what came before from storage.
+        None => newest,
+        Some(from) => from,
+    };
+    if newest > from && hub.has_subscribers() {
+        let mut stmt =
+            conn.prepare_cached("SELECT * FROM logs WHERE seq > ? AND seq <= ? ORDER BY seq")?;
+        let batches: Vec<RecordBatch> = stmt.query_arrow([from, newest])?.collect();
+        hub.publish(&batches);
+    }
+    *last = Some(newest);
+    Ok(())
+}
+
 /// Makes the open transaction conflict with every other ingest transaction (the fold,
 /// retention), without taking numbers.
 pub(crate) fn touch_fence(conn: &Connection) -> Result<()> {

@@ -433,6 +433,17 @@ impl Store {
         if config.retention_days > 0 {
             store.spawn_retention(config.retention_days);
         }
+        if config.backend == Backend::Ducklake {
+            let feed = {
+                let pool = store.inner.readers.pool.lock();
+                let conn = pool.first().ok_or(Error::Closed)?;
+                clone_connection(conn)?
+            };
+            lake::spawn_feed(feed, Arc::downgrade(&store.inner.hub)).map_err(|e| Error::Open {
+                path: config.path.clone(),
+                source: Box::new(e),
+            })?;
+        }
         tracing::info!(path = %store.inner.path.display(), "Opened store.");
         Ok(store)
     }

@@ -260,6 +260,11 @@ impl Hub {
 
     /// Sends the records of `batches` (as appended to `logs`, `seq` last) to the
     /// channels that watch them. Never blocks on a receiver.
+    /// Is any stream open?
+    pub(crate) fn has_subscribers(&self) -> bool {
+        self.open.load(Ordering::Acquire) > 0
+    }
+
     pub(crate) fn publish(&self, batches: &[RecordBatch]) {
         if self.open.load(Ordering::Acquire) == 0 {
             return;

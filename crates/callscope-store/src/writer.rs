@@ -213,8 +213,10 @@ impl Writer {
         )?;
         let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
         metrics.set_index_pending(index.pending_records());
-        let hub = (reopen.config.ack_after == AckAfter::Commit).then_some(hub);
         let lake = reopen.config.backend == crate::Backend::Ducklake;
+        // On a lake the streams hear every instance's commits from the lake's feed
+        // (`lake::spawn_feed`), this one's included.
+        let hub = (reopen.config.ack_after == AckAfter::Commit && !lake).then_some(hub);
         let reopen_config = reopen.config.clone();
         let mut writer = Self {
             conn: Some(conn),
