@@ -18,6 +18,9 @@
 //! `GET /v1/calls/{id}/logs` does; each search iteration runs one search as
 //! `POST /v1/logs/search` does. Criterion reports the mean; the percentiles over every
 //! timed query are printed after each case (the targets are stated as percentiles).
+//! `CALLSCOPE_BENCH_LAKE=<callscope.toml>` runs the same queries on the DuckLake backend
+//! that file's `[storage]` describes; an empty lake is first filled with the tables of
+//! `CALLSCOPE_BENCH_STORE`.
 //! `CALLSCOPE_BENCH_MEMORY_LIMIT` (for example `2GB`) sets DuckDB's buffer pool
 //! (`storage.memory_limit`) instead of the store's default. `CALLSCOPE_BENCH_WARM=1`
 //! first reads every column a page reads, untimed, as a long-running server would have:
@@ -54,6 +57,44 @@ fn store_path() -> PathBuf {
     )
 }
 
+/// Fills an empty lake with the tables of the store file at `from` (once: a lake that
+/// holds records already is left as it is).
+fn copy_into_lake(rt: &tokio::runtime::Runtime, store: &Store, from: &std::path::Path) {
+    let from = from.display().to_string();
+    let t = Instant::now();
+    let copied = rt
+        .block_on(store.read(move |c| {
+            let n: i64 = c.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?;
+            if n > 0 {
+                return Ok(false);
+            }
+            c.execute_batch(&format!("ATTACH '{from}' AS bench_src (READ_ONLY)"))?;
+            for table in [
+                "logs",
+                "calls",
+                "log_counts",
+                "spans",
+                "call_metrics",
+                "comments",
+            ] {
+                c.execute_batch(&format!(
+                    "INSERT INTO {table} BY NAME SELECT * FROM bench_src.{table}"
+                ))?;
+            }
+            c.execute_batch(
+                "UPDATE lake_fence SET seq = (SELECT max(seq) FROM logs); DETACH bench_src;",
+            )?;
+            Ok(true)
+        }))
+        .expect("copy into the lake");
+    if copied {
+        println!(
+            "copied the store into the lake in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn queries(c: &mut Criterion) {
     let path = store_path();
     if !path.exists() {
@@ -64,9 +105,19 @@ fn queries(c: &mut Criterion) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let defaults = StoreConfig::default();
+    let defaults = match std::env::var_os("CALLSCOPE_BENCH_LAKE") {
+        // The same queries on the DuckLake backend: `[storage]` of that config file.
+        Some(config) => {
+            callscope::Config::load(Some(config.as_ref()), std::iter::empty())
+                .expect("the lake's config")
+                .storage
+        }
+        None => StoreConfig {
+            path: path.clone(),
+            ..StoreConfig::default()
+        },
+    };
     let store = Store::open(&StoreConfig {
-        path: path.clone(),
         retention_days: 0,
         // DuckDB's buffer pool: the store's default unless set.
         memory_limit: std::env::var("CALLSCOPE_BENCH_MEMORY_LIMIT")
@@ -74,6 +125,9 @@ fn queries(c: &mut Criterion) {
         ..defaults
     })
     .expect("opens");
+    if std::env::var_os("CALLSCOPE_BENCH_LAKE").is_some() {
+        copy_into_lake(&rt, &store, &path);
+    }
     let records: i64 = rt
         .block_on(store.read(|c| Ok(c.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?)))
         .expect("count");

@@ -191,6 +191,35 @@ fn grafana_datasources_cover_the_stack() {
 }
 
 #[test]
+fn the_scale_out_files_agree_with_the_code() {
+    // The lake's instance config is a valid configuration for the DuckLake backend.
+    let file: toml::Table = toml::from_str(&read("callscope-lake.toml")).unwrap();
+    let storage: StoreConfig = file["storage"].clone().try_into().unwrap();
+    assert_eq!(storage.backend, callscope_store::Backend::Ducklake);
+    assert!(storage.ducklake.catalog.starts_with("postgres:"));
+    assert!(storage.ducklake.data_path.starts_with("s3://"));
+    let otlp: OtlpConfig = file["otlp"].clone().try_into().unwrap();
+    let port = otlp.grpc_addr.port();
+
+    // The balancer spreads logs and traces over three instances at that port.
+    let config = yaml("otelcol-loadbalancer.yaml");
+    let lb = &config["exporters"]["loadbalancing/callscope"];
+    let hosts = lb["resolver"]["static"]["hostnames"].as_sequence().unwrap();
+    assert_eq!(hosts.len(), 3);
+    for h in hosts {
+        assert!(h.as_str().unwrap().ends_with(&format!(":{port}")), "{h:?}");
+    }
+    for signal in ["logs", "traces"] {
+        let exporters = &config["service"]["pipelines"][signal]["exporters"];
+        assert_eq!(
+            exporters[0].as_str(),
+            Some("loadbalancing/callscope"),
+            "{signal}"
+        );
+    }
+}
+
+#[test]
 fn every_file_is_checked() {
     let mut names: Vec<_> = std::fs::read_dir(dir())
         .unwrap()
@@ -201,9 +230,11 @@ fn every_file_is_checked() {
         names,
         [
             "README.md",
+            "callscope-lake.toml",
             "callscope.toml",
             "grafana-datasources.yaml",
-            "otelcol-gateway.yaml"
+            "otelcol-gateway.yaml",
+            "otelcol-loadbalancer.yaml"
         ]
     );
     for name in &names[1..] {

@@ -218,7 +218,8 @@ pub(crate) fn ddl(sql: &str) -> String {
 }
 
 /// The fence every ingest transaction updates (see the module's docs).
-pub(crate) const FENCE_DDL: &str = "CREATE TABLE IF NOT EXISTS lake_fence (seq BIGINT NOT NULL);";
+pub(crate) const FENCE_DDL: &str = "CREATE TABLE IF NOT EXISTS lake_fence (seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS lake_fold_fence (n BIGINT NOT NULL);";
 
 /// Creates the fence's one row if the lake has none (numbering after what `logs`
 /// holds).
@@ -230,6 +231,7 @@ pub(crate) fn init_fence(conn: &Connection) -> Result<()> {
              WHERE NOT EXISTS (SELECT 1 FROM lake_fence);
              INSERT INTO lake_maintenance SELECT NULL, 0
              WHERE NOT EXISTS (SELECT 1 FROM lake_maintenance);
+             INSERT INTO lake_fold_fence SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM lake_fold_fence);
              COMMIT;",
         )
         .inspect_err(|_| {
@@ -385,7 +387,7 @@ fn any_id_in(batch: &RecordBatch, ids: &HashSet<Uuid>) -> bool {
 /// How often a lake's journal is folded into `calls` and `log_counts` when no read
 /// asks for it sooner: a fold conflicts with every instance's commits, and reads add
 /// the unfolded journal meanwhile.
-pub(crate) const FOLD_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const FOLD_EVERY: Duration = Duration::from_secs(30);
 
 /// DuckLake's own maintenance, run by one instance at a time: whichever takes the lease
 /// in `lake_maintenance` (a row naming the holder and until when), every
@@ -402,6 +404,9 @@ pub(crate) struct Maintenance {
     holder: String,
 }
 
+/// How much longer than two intervals the maintenance lease lasts.
+const LEASE_SLACK: Duration = Duration::from_secs(300);
+
 /// Snapshots younger than this are kept (time travel is not offered; this only has to
 /// outlast the longest read).
 const KEEP_SNAPSHOTS: Duration = Duration::from_secs(600);
@@ -417,14 +422,35 @@ impl Maintenance {
         }
     }
 
-    pub(crate) fn due(&self) -> bool {
-        std::time::Instant::now() >= self.next
-    }
-
-    /// How long until it is due.
-    pub(crate) fn wait(&self) -> Duration {
-        self.next
-            .saturating_duration_since(std::time::Instant::now())
+    /// Runs the schedule on a thread of its own, on `conn`, until `alive` is gone: the
+    /// writer goes on committing meanwhile (conflicts between the two are retried).
+    pub(crate) fn spawn(
+        mut self,
+        conn: Connection,
+        alive: std::sync::Weak<crate::live::Hub>,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("callscope-lake-maintenance".into())
+            .spawn(move || {
+                loop {
+                    let now = std::time::Instant::now();
+                    std::thread::sleep(
+                        self.next
+                            .saturating_duration_since(now)
+                            .min(Duration::from_secs(1)),
+                    );
+                    if alive.strong_count() == 0 {
+                        return;
+                    }
+                    if std::time::Instant::now() < self.next {
+                        continue;
+                    }
+                    if let Err(e) = self.run(&conn) {
+                        tracing::warn!(error = %e, "Lake maintenance failed; tried again later.");
+                    }
+                }
+            })
+            .map(|_| ())
     }
 
     /// Takes the lease if it is free, and if so runs the maintenance. `Ok(false)`: another
@@ -432,7 +458,10 @@ impl Maintenance {
     pub(crate) fn run(&mut self, conn: &Connection) -> Result<bool> {
         self.next = std::time::Instant::now() + self.every;
         let now = callscope_model::Timestamp::now().as_nanos();
-        let lease = i64::try_from(self.every.as_nanos()).unwrap_or(i64::MAX);
+        // Twice the interval and five minutes more: the holder renews it at every run,
+        // so it lapses (and another instance takes over) only when the holder has
+        // stopped, never while a slow run is still going.
+        let lease = i64::try_from((self.every * 2 + LEASE_SLACK).as_nanos()).unwrap_or(i64::MAX);
         let taken = (|| {
             conn.execute_batch("BEGIN TRANSACTION")?;
             let n = conn.execute(
@@ -567,19 +596,31 @@ fn feed_once(conn: &Connection, hub: &crate::live::Hub, last: &mut Option<i64>) 
     Ok(())
 }
 
-/// Makes the open transaction conflict with every other ingest transaction (the fold,
-/// retention), without taking numbers.
-pub(crate) fn touch_fence(conn: &Connection) -> Result<()> {
-    take_seq(conn, 0).map(|_| ())
+/// Makes the open transaction conflict with every other fold or purge (they both
+/// rewrite `calls` and `log_counts` from what they read), but not with ingest: a fold
+/// deletes only the journal rows its snapshot holds, and rows committed meanwhile wait
+/// for the next fold.
+pub(crate) fn touch_fold_fence(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE lake_fold_fence SET n = n + 1")?
+        .execute([])?;
+    Ok(())
 }
 
 /// Runs `f` (a whole transaction) until it does not lose a commit conflict to another
 /// instance, at most [`ATTEMPTS`] times, with a growing, jittered pause in between.
-pub(crate) fn retry_conflicts<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+pub(crate) fn retry_conflicts<T>(f: impl FnMut() -> Result<T>) -> Result<T> {
+    retry_conflicts_upto(ATTEMPTS, f)
+}
+
+/// [`retry_conflicts`] with at most `attempts` tries.
+pub(crate) fn retry_conflicts_upto<T>(
+    attempts: u32,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T> {
     let mut attempt = 0;
     loop {
         match f() {
-            Err(e) if e.is_conflict() && attempt + 1 < ATTEMPTS => {
+            Err(e) if e.is_conflict() && attempt + 1 < attempts => {
                 attempt += 1;
                 crate::metrics::LAKE_CONFLICTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(backoff(attempt));

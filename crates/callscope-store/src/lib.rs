@@ -439,7 +439,15 @@ impl Store {
                 let conn = pool.first().ok_or(Error::Closed)?;
                 clone_connection(conn)?
             };
-            lake::spawn_feed(feed, Arc::downgrade(&store.inner.hub)).map_err(|e| Error::Open {
+            let maintenance_conn = clone_connection(&feed)?;
+            let spawned = lake::spawn_feed(feed, Arc::downgrade(&store.inner.hub)).and_then(|()| {
+                if config.ducklake.maintenance_interval_secs == 0 {
+                    return Ok(());
+                }
+                lake::Maintenance::new(config)
+                    .spawn(maintenance_conn, Arc::downgrade(&store.inner.hub))
+            });
+            spawned.map_err(|e| Error::Open {
                 path: config.path.clone(),
                 source: Box::new(e),
             })?;

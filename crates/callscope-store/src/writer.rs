@@ -170,8 +170,6 @@ pub(crate) struct Writer {
     /// [`crate::lake::FOLD_EVERY`] on a lake, where a fold conflicts with every other
     /// instance's commits.
     fold_every: Duration,
-    /// The lake's maintenance schedule (`None` for the embedded file).
-    maintenance: Option<crate::lake::Maintenance>,
 }
 
 /// A connection for the acceptor's duplicate look-ups, with its scratch tables.
@@ -217,7 +215,6 @@ impl Writer {
         // On a lake the streams hear every instance's commits from the lake's feed
         // (`lake::spawn_feed`), this one's included.
         let hub = (reopen.config.ack_after == AckAfter::Commit && !lake).then_some(hub);
-        let reopen_config = reopen.config.clone();
         let mut writer = Self {
             conn: Some(conn),
             rx,
@@ -240,8 +237,6 @@ impl Writer {
             } else {
                 FOLD_EVERY
             },
-            maintenance: (lake && reopen_config.ducklake.maintenance_interval_secs > 0)
-                .then(|| crate::lake::Maintenance::new(&reopen_config)),
         };
         // What a crash left in the journal is folded before anything is served. Should
         // that fail, the store still opens: reads that need the summaries wait for the
@@ -360,8 +355,6 @@ impl Writer {
             } else if self.journal.is_pending() {
                 self.rx
                     .recv_timeout(self.fold_every.saturating_sub(self.last_fold.elapsed()))
-            } else if let Some(maintenance) = &self.maintenance {
-                self.rx.recv_timeout(maintenance.wait())
             } else {
                 self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
             };
@@ -372,7 +365,6 @@ impl Writer {
                     if self.backlog.is_empty() && self.journal.is_pending() {
                         self.fold_if_due();
                     }
-                    self.maintain_if_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -463,22 +455,6 @@ impl Writer {
             if self.index_due() {
                 self.index_step();
             }
-            self.maintain_if_due();
-        }
-    }
-
-    /// On DuckLake, the lake's maintenance when it is due and this instance holds the
-    /// lease for it (`lake.rs`). Failures are logged and tried at the next turn.
-    fn maintain_if_due(&mut self) {
-        let Some(m) = &mut self.maintenance else {
-            return;
-        };
-        if !m.due() || !self.backlog.is_empty() {
-            return;
-        }
-        let Some(conn) = &self.conn else { return };
-        if let Err(e) = m.run(conn) {
-            tracing::warn!(error = %e, "Lake maintenance failed; tried again later.");
         }
     }
 
@@ -594,6 +570,22 @@ impl Writer {
         });
         let applied = match result {
             Ok(applied) => applied,
+            Err(e) if e.is_conflict() => {
+                // Other instances kept winning: contention, not a failure. The senders
+                // hear a retryable refusal now; the units stay and are tried again at
+                // once, and nothing else is refused meanwhile.
+                let msg = e.to_string();
+                for (_, replies, _) in &mut self.backlog {
+                    for r in replies.drain(..) {
+                        let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
+                    }
+                }
+                tracing::warn!(
+                    units = self.backlog.len(),
+                    "Commits of other instances kept winning; trying again."
+                );
+                return;
+            }
             Err(e) => {
                 self.apply_failed(&e, "Write failed: committing to the lake; tried again.");
                 return;
@@ -710,6 +702,12 @@ impl Writer {
                 self.journal.pending.store(false, Ordering::Release);
                 Ok(())
             }
+            Err(e) if e.is_conflict() => {
+                // On a lake another instance's fold or a commit won: the journal stays
+                // pending (reads add it meanwhile) and the next turn folds it.
+                tracing::debug!(error = %e, "Fold lost a conflict; folded at the next turn.");
+                Err(e.to_string())
+            }
             Err(e) => {
                 if let Some(conn) = &self.conn {
                     let _ = conn.execute_batch("ROLLBACK");
@@ -734,7 +732,9 @@ impl Writer {
         };
         let started = Instant::now();
         if self.lake {
-            return crate::lake::retry_conflicts(|| {
+            // A few tries only: a fold must not hold ingest up while commits of other
+            // instances keep winning; the next turn tries again.
+            return crate::lake::retry_conflicts_upto(3, || {
                 let folded = fold_once(conn, true);
                 if folded.is_err() {
                     let _ = conn.execute_batch("ROLLBACK");
@@ -764,8 +764,8 @@ impl Writer {
             let conn = self.conn.as_ref().ok_or(Error::Closed)?;
             return crate::lake::retry_conflicts(|| {
                 conn.execute_batch("BEGIN TRANSACTION")?;
-                let n =
-                    crate::lake::touch_fence(conn).and_then(|()| purge_in(conn, before_ns, true));
+                let n = crate::lake::touch_fold_fence(conn)
+                    .and_then(|()| purge_in(conn, before_ns, true));
                 let n = n.and_then(|n| {
                     conn.execute_batch("COMMIT")?;
                     Ok(n)
@@ -835,7 +835,7 @@ fn fold_once(conn: &Connection, lake: bool) -> Result<usize> {
     // GROUP BY`, executed again, filled the scratch table with one row and a garbled
     // key (DuckDB 1.5.5).
     if lake {
-        crate::lake::touch_fence(conn)?;
+        crate::lake::touch_fold_fence(conn)?;
     }
     conn.prepare_cached("DELETE FROM _call_delta")?
         .execute([])?;

@@ -1,0 +1,398 @@
+//! Ingest on the DuckLake backend with one, two and three instances sharing one lake:
+//! PostgreSQL (Debian's binaries, a fresh cluster) for the catalog, `moto_server` for
+//! S3, every instance a `callscope serve` of its own (this bench re-run as a child),
+//! the load generator's senders split evenly over the instances. Reports the combined
+//! acknowledged rate, ack latency, the commit conflicts the instances retried, and the
+//! lake's Parquet file count before and after one maintenance pass.
+//!
+//! ```sh
+//! scripts/ducklake-extensions            # once: the DuckDB extensions
+//! pip install 'moto[server]'             # the S3 server
+//! cargo bench --workspace --bench lake -- --instances 1,2,3 --duration 20
+//! ```
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use callscope::{Config, Server};
+use callscope_bench::loadgen::{LoadOptions, Protocol, Report, Workload, run_load};
+use clap::Parser as _;
+
+#[derive(clap::Parser)]
+struct Args {
+    /// Instance counts to run, one fresh lake each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    instances: Vec<usize>,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Senders over all instances.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Records per request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// The extension folder (default: scripts/ducklake-extensions' default).
+    #[arg(long)]
+    extensions: Option<PathBuf>,
+    /// Seconds between maintenance passes during the run.
+    #[arg(long, default_value_t = 15)]
+    maintenance_secs: u64,
+    #[arg(long, hide = true)]
+    serve_child: Option<PathBuf>,
+    /// Cargo passes `--bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn pg(cmd: &str) -> Command {
+    let bin = format!("{PG_BIN}/{cmd}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &bin]);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| what.to_owned())?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// PostgreSQL and moto, for the whole bench.
+struct Services {
+    dir: tempfile::TempDir,
+    pg_port: u16,
+    s3_port: u16,
+    moto: Child,
+}
+
+impl Services {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("pg"))?;
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres"]).arg(dir.path());
+            run(c, "chown")?;
+        }
+        let mut init = pg("initdb");
+        init.arg("-D").arg(dir.path().join("pg")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ]);
+        run(init, "initdb")?;
+        let pg_port = free_port()?;
+        let mut start = pg("pg_ctl");
+        start
+            .arg("-D")
+            .arg(dir.path().join("pg"))
+            .arg("-l")
+            .arg(dir.path().join("pg.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {pg_port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                dir.path().display()
+            ))
+            .args(["-w", "start"]);
+        run(start, "pg_ctl start")?;
+        let s3_port = free_port()?;
+        let moto = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("moto_server (pip install 'moto[server]')")?;
+        Ok(Self {
+            dir,
+            pg_port,
+            s3_port,
+            moto,
+        })
+    }
+
+    /// A fresh database and bucket for run `name`; the config file of its instances.
+    fn lake(&self, name: &str, extensions: &Path, maintenance: u64) -> anyhow::Result<PathBuf> {
+        let mut create = pg("psql");
+        create.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.pg_port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        create.args(["-c", &format!("CREATE DATABASE {name}")]);
+        run(create, "CREATE DATABASE")?;
+        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
+        for _ in 0..100 {
+            let ok = Command::new("curl")
+                .args(["-sf", "-X", "PUT", &url])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\nbackend = \"ducklake\"\nretention_days = 0\npath = {:?}\n\
+                 [storage.ducklake]\ncatalog = \"postgres:host=127.0.0.1 port={} dbname={name} user=postgres\"\n\
+                 data_path = \"s3://{name}/\"\nextension_directory = {:?}\nmaintenance_interval_secs = {maintenance}\n\
+                 [storage.s3]\nendpoint = \"127.0.0.1:{}\"\naccess_key_id = \"bench\"\nsecret_access_key = \"bench\"\nuse_ssl = false\n\
+                 [otlp]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n",
+                self.dir
+                    .path()
+                    .join(name)
+                    .join("callscope.duckdb")
+                    .display()
+                    .to_string(),
+                self.pg_port,
+                extensions.display().to_string(),
+                self.s3_port
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = self.moto.kill();
+        let mut stop = pg("pg_ctl");
+        stop.arg("-D")
+            .arg(self.dir.path().join("pg"))
+            .args(["-m", "fast", "stop"])
+            .stdout(Stdio::null());
+        let _ = stop.status();
+    }
+}
+
+/// An instance: this bench re-run with `--serve-child CONFIG`.
+struct Instance {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    grpc: String,
+    api: String,
+}
+
+impl Instance {
+    fn start(config: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--serve-child")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("READY") {
+            bail!("an instance did not start: {line}");
+        }
+        let grpc = format!("http://{}", parts.next().context("grpc")?);
+        let api = format!("http://{}", parts.next().context("api")?);
+        Ok(Self {
+            child,
+            _stdout: stdout,
+            grpc,
+            api,
+        })
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .ok()
+            .map(reqwest::Response::text);
+        let text = match text {
+            Some(t) => t.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn stop(mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_child(config: &Path) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let config = Config::load(Some(config), std::iter::empty())?;
+        let server = Server::start(&config).await?;
+        println!("READY {} {}", server.grpc_addr, server.api_addr);
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await?;
+        server.shutdown().await
+    })
+}
+
+/// The Parquet files the lake's current snapshot holds, counted through DuckLake itself.
+fn data_files(config: &Path) -> anyhow::Result<i64> {
+    let config = Config::load(Some(config), std::iter::empty())?;
+    let store = callscope_store::Store::open(&callscope_store::StoreConfig {
+        reader_connections: 1,
+        ..config.storage
+    })?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let n = rt.block_on(store.read(|c| {
+        let mut n = 0;
+        for t in [
+            "logs",
+            "call_metrics",
+            "calls",
+            "call_journal",
+            "count_journal",
+            "log_counts",
+        ] {
+            n += c.query_row(
+                &format!("SELECT count(*) FROM ducklake_list_files('lake', '{t}')"),
+                [],
+                |r| r.get::<_, i64>(0),
+            )?;
+        }
+        Ok(n)
+    }))?;
+    rt.block_on(store.shutdown())?;
+    Ok(n)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(config) = &args.serve_child {
+        return serve_child(config);
+    }
+    let extensions = args.extensions.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/callscope/duckdb-extensions")
+    });
+    let services = Services::start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    println!(
+        "DuckLake ingest: PostgreSQL catalog, moto S3, gRPC, {} senders x {} records, {:.0} s per run",
+        args.concurrency, args.batch, args.duration
+    );
+    let mut rows = Vec::new();
+    for &n in &args.instances {
+        let name = format!("lake{n}");
+        let config = services.lake(&name, &extensions, args.maintenance_secs)?;
+        let instances: Vec<Instance> = (0..n)
+            .map(|_| Instance::start(&config))
+            .collect::<anyhow::Result<_>>()?;
+        let reports: Vec<Report> = rt.block_on(async {
+            let runs = instances.iter().enumerate().map(|(i, inst)| {
+                let share = args.concurrency / n + usize::from(i < args.concurrency % n);
+                let o = LoadOptions {
+                    protocol: Protocol::Grpc,
+                    endpoint: inst.grpc.clone(),
+                    concurrency: share.max(1),
+                    batch: args.batch,
+                    duration: Duration::from_secs_f64(args.duration),
+                    warmup: Duration::from_secs(3),
+                    rate: None,
+                    workload: Workload::default(),
+                    token: None,
+                };
+                async move { run_load(&o).await }
+            });
+            futures_join(runs).await
+        })?;
+        let conflicts: f64 = rt.block_on(async {
+            let mut sum = 0.0;
+            for i in &instances {
+                sum += i.metric("callscope_store_lake_conflicts_total").await;
+            }
+            sum
+        });
+        let rate: f64 = reports.iter().map(|r| r.records_per_sec).sum();
+        let requests: u64 = reports.iter().map(|r| r.acked_requests).sum();
+        let p50 = reports.iter().map(|r| r.latency_ms.p50).fold(0.0, f64::max);
+        let p99 = reports.iter().map(|r| r.latency_ms.p99).fold(0.0, f64::max);
+        let errors: u64 = reports.iter().flat_map(|r| r.errors.values()).sum();
+        for i in instances {
+            i.stop();
+        }
+        let before = data_files(&config)?;
+        // One instance alone on the lake runs the maintenance once it is due.
+        let maintainer = Instance::start(&config)?;
+        std::thread::sleep(Duration::from_secs(args.maintenance_secs + 5));
+        maintainer.stop();
+        let after = data_files(&config)?;
+        println!(
+            "  {n} instance(s): {rate:.0} records/s, ack p50 {p50:.0} ms, p99 {p99:.0} ms, {requests} requests, {errors} errors, {conflicts:.0} conflicts retried, Parquet files {before} -> {after} after maintenance"
+        );
+        rows.push((
+            n, rate, p50, p99, conflicts, requests, errors, before, after,
+        ));
+    }
+    println!(
+        "\n| instances | records/s | vs 1 instance | ack p50 ms | ack p99 ms (worst instance) | conflicts retried | acked requests | errors | Parquet files before -> after maintenance |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let one = rows.first().map_or(1.0, |r| r.1);
+    for (n, rate, p50, p99, conflicts, requests, errors, before, after) in rows {
+        println!(
+            "| {n} | {rate:.0} | {:.2} | {p50:.0} | {p99:.0} | {conflicts:.0} | {requests} | {errors} | {before} -> {after} |",
+            rate / one
+        );
+    }
+    Ok(())
+}
+
+/// Runs the futures concurrently and collects their results in order.
+async fn futures_join<F, T>(futures: impl Iterator<Item = F>) -> anyhow::Result<Vec<T>>
+where
+    F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await??);
+    }
+    Ok(out)
+}
