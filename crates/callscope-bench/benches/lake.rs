@@ -41,8 +41,9 @@ struct Args {
     /// The extension folder (default: scripts/ducklake-extensions' default).
     #[arg(long)]
     extensions: Option<PathBuf>,
-    /// Seconds between maintenance passes during the run.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds between maintenance passes during the run (0: none, so the file count
+    /// after the run is what ingest alone leaves).
+    #[arg(long, default_value_t = 0)]
     maintenance_secs: u64,
     #[arg(long, hide = true)]
     serve_child: Option<PathBuf>,
@@ -138,8 +139,8 @@ impl Services {
         })
     }
 
-    /// A fresh database and bucket for run `name`; the config file of its instances.
-    fn lake(&self, name: &str, extensions: &Path, maintenance: u64) -> anyhow::Result<PathBuf> {
+    /// A fresh database and bucket for run `name`.
+    fn create(&self, name: &str) -> anyhow::Result<()> {
         let mut create = pg("psql");
         create.args([
             "-h",
@@ -163,7 +164,13 @@ impl Services {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let path = self.dir.path().join(format!("{name}.toml"));
+        Ok(())
+    }
+
+    /// The config file of run `name`'s instances, with maintenance every `maintenance`
+    /// seconds (0: never).
+    fn config(&self, name: &str, extensions: &Path, maintenance: u64) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(format!("{name}-{maintenance}.toml"));
         std::fs::write(
             &path,
             format!(
@@ -319,7 +326,8 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &args.instances {
         let name = format!("lake{n}");
-        let config = services.lake(&name, &extensions, args.maintenance_secs)?;
+        services.create(&name)?;
+        let config = services.config(&name, &extensions, args.maintenance_secs)?;
         let instances: Vec<Instance> = (0..n)
             .map(|_| Instance::start(&config))
             .collect::<anyhow::Result<_>>()?;
@@ -357,9 +365,10 @@ fn main() -> anyhow::Result<()> {
             i.stop();
         }
         let before = data_files(&config)?;
-        // One instance alone on the lake runs the maintenance once it is due.
-        let maintainer = Instance::start(&config)?;
-        std::thread::sleep(Duration::from_secs(args.maintenance_secs + 5));
+        // One instance alone on the lake runs the maintenance once it is due (first at
+        // about half the interval).
+        let maintainer = Instance::start(&services.config(&name, &extensions, 4)?)?;
+        std::thread::sleep(Duration::from_secs(8));
         maintainer.stop();
         let after = data_files(&config)?;
         println!(
