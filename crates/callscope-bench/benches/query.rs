@@ -149,8 +149,8 @@ fn queries(c: &mut Criterion) {
         .block_on(store.read(|c| {
             Ok(c.query_row(
                 "SELECT (SELECT count(*) FROM search_blocks), \
-                        (SELECT sum(octet_length(grams)) FROM search_blocks), \
-                        (SELECT sum(strlen(search)) FROM logs)",
+                        (SELECT sum(octet_length(grams))::BIGINT FROM search_blocks), \
+                        (SELECT sum(strlen(search))::BIGINT FROM logs)",
                 [],
                 |r| {
                     Ok((
