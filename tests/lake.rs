@@ -17,9 +17,14 @@ use support::{
     api_ids, key_for,
     lake::{LAKE_ENV, Lake},
     otlp::{self, Batch, SenderSpec, Tally, Via},
-    process::Callscope,
+    process::{Callscope, write_config},
 };
 use uuid::Uuid;
+
+/// The config file of instance `n` of `lake`.
+fn instance_config(lake: &Lake, n: usize) -> std::path::PathBuf {
+    write_config(&lake.instance_dir(n), None, &lake.config_toml())
+}
 
 /// A sender of fresh records for `call_id` through `server`.
 fn spec(server: &Callscope, via: Via, tenant: &str, call_id: &str, first: u64) -> SenderSpec {
@@ -157,7 +162,7 @@ async fn assert_served(
 async fn three_instances_serve_every_acknowledged_record_once() {
     let lake = Lake::start();
     let servers: Vec<Callscope> = (0..3)
-        .map(|n| Callscope::start(&lake.instance_config(n), &LAKE_ENV))
+        .map(|n| Callscope::start(&instance_config(&lake, n), &LAKE_ENV))
         .collect();
 
     // Two calls whose records arrive through all three instances at once, over both
@@ -318,8 +323,8 @@ async fn three_instances_serve_every_acknowledged_record_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_and_a_postgres_crash_lose_nothing_acknowledged() {
     let lake = Lake::start();
-    let a = Callscope::start(&lake.instance_config(0), &LAKE_ENV);
-    let b = Callscope::start(&lake.instance_config(1), &LAKE_ENV);
+    let a = Callscope::start(&instance_config(&lake, 0), &LAKE_ENV);
+    let b = Callscope::start(&instance_config(&lake, 1), &LAKE_ENV);
 
     // Phase 1: ingest through both; A is killed mid-stream.
     let stop = Arc::new(AtomicBool::new(false));
@@ -368,7 +373,7 @@ async fn kill_9_and_a_postgres_crash_lose_nothing_acknowledged() {
     ));
 
     // B serves everything, and so does A started again.
-    let a = Callscope::start(&lake.instance_config(0), &LAKE_ENV);
+    let a = Callscope::start(&instance_config(&lake, 0), &LAKE_ENV);
     assert_served(&[&a, &b], &calls, false).await;
 }
 
@@ -383,7 +388,7 @@ async fn one_instance_at_a_time_merges_the_small_files() {
         ),
     ];
     let servers: Vec<Callscope> = (0..2)
-        .map(|n| Callscope::start(&lake.instance_config(n), &env))
+        .map(|n| Callscope::start(&instance_config(&lake, n), &env))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let specs = servers

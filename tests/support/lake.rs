@@ -2,6 +2,7 @@
 //! fresh cluster in a temporary folder on a free port) for the catalog and a real S3
 //! server (`moto_server`) for the data files, both started here and stopped on drop.
 //! The DuckDB extensions come from `scripts/ducklake-extensions`, as an operator's do.
+//! Standalone (std and tempfile only): the DuckLake bench includes this file too.
 
 use std::{
     net::TcpListener,
@@ -59,6 +60,7 @@ pub fn extension_dir() -> PathBuf {
         },
         PathBuf::from,
     );
+    // Both users of this file live two folders below the repository's root.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ducklake-extensions");
     let mut cmd = Command::new(script);
     cmd.arg(&dir);
@@ -184,11 +186,11 @@ impl Lake {
         )
     }
 
-    /// A config file for instance `n`: its own folder (exports, logs), the lake's tables.
-    pub fn instance_config(&self, n: usize) -> PathBuf {
+    /// A folder of its own for instance `n` (its config file, exports).
+    pub fn instance_dir(&self, n: usize) -> PathBuf {
         let dir = self.dir.path().join(format!("instance-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
-        super::process::write_config(&dir, None, &self.config_toml())
+        dir
     }
 }
 

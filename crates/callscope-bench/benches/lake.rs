@@ -6,14 +6,13 @@
 //! lake's Parquet file count before and after one maintenance pass.
 //!
 //! ```sh
-//! scripts/ducklake-extensions            # once: the DuckDB extensions
-//! pip install 'moto[server]'             # the S3 server
+//! pip install 'moto[server]'             # the S3 server (the extensions are fetched
+//!                                        # with scripts/ducklake-extensions if missing)
 //! cargo bench --workspace --bench lake -- --instances 1,2,3 --duration 20
 //! ```
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -38,9 +37,6 @@ struct Args {
     /// Records per request.
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    /// The extension folder (default: scripts/ducklake-extensions' default).
-    #[arg(long)]
-    extensions: Option<PathBuf>,
     /// Seconds between maintenance passes during the run (0: none, so the file count
     /// after the run is what ingest alone leaves).
     #[arg(long, default_value_t = 0)]
@@ -52,158 +48,34 @@ struct Args {
     bench: bool,
 }
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+// The same PostgreSQL + moto fixture the multi-instance tests start.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../tests/support/lake.rs"]
+mod fixture;
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The config file of the instances of `lake`: its `[storage.ducklake]` and
+/// `[storage.s3]`, every listener on a free port.
+fn config(lake: &fixture::Lake) -> anyhow::Result<PathBuf> {
+    let dir = lake.instance_dir(0);
+    let path = dir.join("callscope.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[storage]\nbackend = \"ducklake\"\nretention_days = 0\npath = {:?}\n{}\n\
+             [otlp]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n",
+            dir.join("callscope.duckdb").display().to_string(),
+            lake.config_toml()
+        ),
+    )?;
+    Ok(path)
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-fn pg(cmd: &str) -> Command {
-    let bin = format!("{PG_BIN}/{cmd}");
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &bin]);
-        c
-    } else {
-        Command::new(bin)
-    }
-}
-
-fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| what.to_owned())?;
-    if !out.status.success() {
-        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// PostgreSQL and moto, for the whole bench.
-struct Services {
-    dir: tempfile::TempDir,
-    pg_port: u16,
-    s3_port: u16,
-    moto: Child,
-}
-
-impl Services {
-    fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        std::fs::create_dir(dir.path().join("pg"))?;
-        if is_root() {
-            let mut c = Command::new("chown");
-            c.args(["-R", "postgres"]).arg(dir.path());
-            run(c, "chown")?;
-        }
-        let mut init = pg("initdb");
-        init.arg("-D").arg(dir.path().join("pg")).args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ]);
-        run(init, "initdb")?;
-        let pg_port = free_port()?;
-        let mut start = pg("pg_ctl");
-        start
-            .arg("-D")
-            .arg(dir.path().join("pg"))
-            .arg("-l")
-            .arg(dir.path().join("pg.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {pg_port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-                dir.path().display()
-            ))
-            .args(["-w", "start"]);
-        run(start, "pg_ctl start")?;
-        let s3_port = free_port()?;
-        let moto = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("moto_server (pip install 'moto[server]')")?;
-        Ok(Self {
-            dir,
-            pg_port,
-            s3_port,
-            moto,
-        })
-    }
-
-    /// A fresh database and bucket for run `name`.
-    fn create(&self, name: &str) -> anyhow::Result<()> {
-        let mut create = pg("psql");
-        create.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.pg_port.to_string(),
-            "-U",
-            "postgres",
-        ]);
-        create.args(["-c", &format!("CREATE DATABASE {name}")]);
-        run(create, "CREATE DATABASE")?;
-        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
-        for _ in 0..100 {
-            let ok = Command::new("curl")
-                .args(["-sf", "-X", "PUT", &url])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(())
-    }
-
-    /// The config file of run `name`'s instances, with maintenance every `maintenance`
-    /// seconds (0: never).
-    fn config(&self, name: &str, extensions: &Path, maintenance: u64) -> anyhow::Result<PathBuf> {
-        let path = self.dir.path().join(format!("{name}-{maintenance}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[storage]\nbackend = \"ducklake\"\nretention_days = 0\npath = {:?}\n\
-                 [storage.ducklake]\ncatalog = \"postgres:host=127.0.0.1 port={} dbname={name} user=postgres\"\n\
-                 data_path = \"s3://{name}/\"\nextension_directory = {:?}\nmaintenance_interval_secs = {maintenance}\n\
-                 [storage.s3]\nendpoint = \"127.0.0.1:{}\"\naccess_key_id = \"bench\"\nsecret_access_key = \"bench\"\nuse_ssl = false\n\
-                 [otlp]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n",
-                self.dir
-                    .path()
-                    .join(name)
-                    .join("callscope.duckdb")
-                    .display()
-                    .to_string(),
-                self.pg_port,
-                extensions.display().to_string(),
-                self.s3_port
-            ),
-        )?;
-        Ok(path)
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        let _ = self.moto.kill();
-        let mut stop = pg("pg_ctl");
-        stop.arg("-D")
-            .arg(self.dir.path().join("pg"))
-            .args(["-m", "fast", "stop"])
-            .stdout(Stdio::null());
-        let _ = stop.status();
-    }
+/// Maintenance as `CALLSCOPE_*` overrides the instances read: every `secs` (0: never).
+fn maintenance(secs: u64) -> [(String, String); 1] {
+    [(
+        "CALLSCOPE_STORAGE__DUCKLAKE__MAINTENANCE_INTERVAL_SECS".into(),
+        secs.to_string(),
+    )]
 }
 
 /// An instance: this bench re-run with `--serve-child CONFIG`.
@@ -215,10 +87,11 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(config: &Path) -> anyhow::Result<Self> {
+    fn start(config: &Path, maintenance_secs: u64) -> anyhow::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--serve-child")
             .arg(config)
+            .envs(maintenance(maintenance_secs))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -265,7 +138,10 @@ impl Instance {
 fn serve_child(config: &Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let config = Config::load(Some(config), std::iter::empty())?;
+        let config = Config::load(
+            Some(config),
+            std::env::vars().filter(|(k, _)| k.starts_with("CALLSCOPE_")),
+        )?;
         let server = Server::start(&config).await?;
         println!("READY {} {}", server.grpc_addr, server.api_addr);
         std::io::stdout().flush()?;
@@ -280,7 +156,7 @@ fn serve_child(config: &Path) -> anyhow::Result<()> {
 
 /// The Parquet files the lake's current snapshot holds, counted through DuckLake itself.
 fn data_files(config: &Path) -> anyhow::Result<i64> {
-    let config = Config::load(Some(config), std::iter::empty())?;
+    let config = Config::load(Some(config), maintenance(0))?;
     let store = callscope_store::Store::open(&callscope_store::StoreConfig {
         reader_connections: 1,
         ..config.storage
@@ -313,11 +189,6 @@ fn main() -> anyhow::Result<()> {
     if let Some(config) = &args.serve_child {
         return serve_child(config);
     }
-    let extensions = args.extensions.clone().unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/callscope/duckdb-extensions")
-    });
-    let services = Services::start()?;
     let rt = tokio::runtime::Runtime::new()?;
     println!(
         "DuckLake ingest: PostgreSQL catalog, moto S3, gRPC, {} senders x {} records, {:.0} s per run",
@@ -325,11 +196,10 @@ fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for &n in &args.instances {
-        let name = format!("lake{n}");
-        services.create(&name)?;
-        let config = services.config(&name, &extensions, args.maintenance_secs)?;
+        let lake = fixture::Lake::start();
+        let config = config(&lake)?;
         let instances: Vec<Instance> = (0..n)
-            .map(|_| Instance::start(&config))
+            .map(|_| Instance::start(&config, args.maintenance_secs))
             .collect::<anyhow::Result<_>>()?;
         let reports: Vec<Report> = rt.block_on(async {
             let runs = instances.iter().enumerate().map(|(i, inst)| {
@@ -367,7 +237,7 @@ fn main() -> anyhow::Result<()> {
         let before = data_files(&config)?;
         // One instance alone on the lake runs the maintenance once it is due (first at
         // about half the interval).
-        let maintainer = Instance::start(&services.config(&name, &extensions, 4)?)?;
+        let maintainer = Instance::start(&config, 4)?;
         std::thread::sleep(Duration::from_secs(8));
         maintainer.stop();
         let after = data_files(&config)?;

@@ -428,8 +428,32 @@ impl Writer {
                                 // is applied from the ack log at the next open.
                                 self.apply_paused_until = None;
                                 self.apply_backlog();
+                                // On a lake there is no log to keep them: tries go on
+                                // while other instances' commits win, for a while.
+                                let until = Instant::now() + Duration::from_secs(20);
+                                while self.lake
+                                    && !self.backlog.is_empty()
+                                    && Instant::now() < until
+                                {
+                                    std::thread::sleep(Duration::from_millis(50));
+                                    self.apply_paused_until = None;
+                                    self.apply_backlog();
+                                }
                                 self.fold();
-                                let result = if self.backlog.is_empty() {
+                                let result = if self.lake {
+                                    // Everything is committed to the lake; DuckLake's
+                                    // CHECKPOINT is its whole maintenance, which the
+                                    // lease holder runs on its schedule (here it would
+                                    // race the other instances).
+                                    if self.backlog.is_empty() {
+                                        Ok(())
+                                    } else {
+                                        Err(Error::Unavailable(
+                                            "records not yet committed to the lake were refused"
+                                                .into(),
+                                        ))
+                                    }
+                                } else if self.backlog.is_empty() {
                                     // A closed database has nothing to checkpoint: what
                                     // was committed is in the file and its WAL.
                                     self.conn.as_ref().map_or(Ok(()), |c| {
