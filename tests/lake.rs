@@ -161,9 +161,36 @@ async fn assert_served(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_serve_every_acknowledged_record_once() {
     let lake = Lake::start();
-    let servers: Vec<Callscope> = (0..3)
-        .map(|n| Callscope::start(&instance_config(&lake, n), &LAKE_ENV))
-        .collect();
+    // Started at the same moment: they race to create the lake's catalog.
+    let configs: Vec<_> = (0..3).map(|n| instance_config(&lake, n)).collect();
+    let servers: Vec<Callscope> = std::thread::scope(|s| {
+        let started: Vec<_> = configs
+            .iter()
+            .map(|c| s.spawn(move || Callscope::start(c, &LAKE_ENV)))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    // The key commands work on the lake, beside running instances: a key created
+    // through one config is listed through another.
+    let keys = |config: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(support::process::BIN)
+            .args(["keys"])
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .envs(LAKE_ENV)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    keys(&configs[0], &["create", "--tenant", "acme"]);
+    assert!(keys(&configs[1], &["list"]).contains("acme"));
 
     // Two calls whose records arrive through all three instances at once, over both
     // protocols, and one call per instance of its own. A live stream on the third

@@ -9,8 +9,8 @@
 //!   compression choices or `ON CONFLICT`; [`ddl`] strips the first three and the
 //!   upserts are `MERGE` statements instead.
 //! - **One ingest commit at a time across the lake.** Every transaction that writes
-//!   ingest data (records, spans, the summaries' journal, the fold, retention) also
-//!   updates the single row of `lake_fence`. DuckLake lets only one of two
+//!   ingest data (records, spans, the summaries' journal) also updates the single row
+//!   of `lake_fence`. DuckLake lets only one of two
 //!   transactions that change the same table commit, so the others fail with a
 //!   conflict and the writer retries them on a fresh snapshot ([`apply`]). That makes
 //!   two things exact that a lake of independent writers would not have:
@@ -23,8 +23,15 @@
 //!
 //!   The price is that the instances' commits are serialised (each still groups many
 //!   requests per commit); BENCHMARKS.md reports the rate and the conflicts.
+//! - **Folds and retention** rewrite `calls` and `log_counts` from what they read, so
+//!   they exclude each other through a second row, `lake_fold_fence`, but not ingest: a
+//!   fold deletes only the journal rows its snapshot holds.
 //! - **Acknowledgement after the lake's commit**: `ack_after = "log"` is refused
 //!   (a local log would make an acknowledgement durable on one machine only).
+//! - **Live streams** hear every instance's commits from a feed that reads the records
+//!   past the last `seq` it saw ([`spawn_feed`]).
+//! - **Maintenance** (DuckLake's own: flushing inlined rows, merging files, expiring
+//!   snapshots) runs on one instance at a time, under a lease ([`Maintenance`]).
 //! - **No text index**: `search_text` scans, as `docs/storage.md` says.
 
 use std::{collections::HashSet, time::Duration};
@@ -36,12 +43,13 @@ use duckdb::{
         record_batch::RecordBatch,
     },
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::acklog::{Table, Unit};
-use serde::{Deserialize, Serialize};
-
-use crate::{Error, Result, StoreConfig};
+use crate::{
+    Error, Result, StoreConfig,
+    acklog::{Table, Unit},
+};
 
 /// `[storage] backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -188,14 +196,25 @@ pub(crate) fn attach(conn: &Connection, config: &StoreConfig) -> Result<()> {
         secret += ");";
         conn.execute_batch(&secret)?;
     }
-    retry_conflicts(|| {
-        conn.execute_batch(&format!(
-            "ATTACH IF NOT EXISTS {} AS {CATALOG} (DATA_PATH {}); USE {CATALOG};",
-            quote(&format!("ducklake:{}", lake.catalog)),
-            quote(&lake.data_path)
-        ))
-        .map_err(Error::from)
-    })
+    let sql = format!(
+        "ATTACH IF NOT EXISTS {} AS {CATALOG} (DATA_PATH {}); USE {CATALOG};",
+        quote(&format!("ducklake:{}", lake.catalog)),
+        quote(&lake.data_path)
+    );
+    // Instances starting together on a new catalog race to create its tables in
+    // PostgreSQL; the loser finds them made when it attaches again.
+    let mut attempt = 0;
+    loop {
+        match conn.execute_batch(&sql).map_err(Error::from) {
+            Err(e)
+                if attempt < 5 && (e.is_conflict() || e.to_string().contains("already exists")) =>
+            {
+                attempt += 1;
+                std::thread::sleep(backoff(attempt + 4));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Is `conn`'s default catalog the lake?

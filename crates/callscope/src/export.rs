@@ -159,7 +159,7 @@ impl ExportArgs {
 /// The file is missing, locked by another process, or unreadable.
 pub fn open_store(storage: &StoreConfig) -> anyhow::Result<Store> {
     let path = &storage.path;
-    if !path.exists() {
+    if storage.backend != callscope_store::Backend::Ducklake && !path.exists() {
         bail!(
             "there is no database at {} (the [storage] path of the configuration; pass --config)",
             path.display()

@@ -170,7 +170,9 @@ fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The database cannot be opened for another reason, or the server did not answer.
 pub async fn run(config: &Config, request: &Request) -> anyhow::Result<Answer> {
     let path = &config.storage.path;
-    if !path.exists() && !matches!(request, Request::Create { .. }) {
+    // A lake has no local file: the store opens it beside any running instance.
+    let lake = config.storage.backend == callscope_store::Backend::Ducklake;
+    if !lake && !path.exists() && !matches!(request, Request::Create { .. }) {
         bail!(
             "there is no database at {} (the [storage] path of the configuration; pass --config)",
             path.display()
