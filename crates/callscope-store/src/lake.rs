@@ -34,7 +34,14 @@
 //!   snapshots) runs on one instance at a time, under a lease ([`Maintenance`]).
 //! - **No text index**: `search_text` scans, as `docs/storage.md` says.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use duckdb::{
     Connection,
@@ -441,13 +448,13 @@ impl Maintenance {
         }
     }
 
-    /// Runs the schedule on a thread of its own, on `conn`, until `alive` is gone: the
+    /// Runs the schedule on a thread of its own, on `conn`, until `stop` is set: the
     /// writer goes on committing meanwhile (conflicts between the two are retried).
     pub(crate) fn spawn(
         mut self,
         conn: Connection,
-        alive: std::sync::Weak<crate::live::Hub>,
-    ) -> std::io::Result<()> {
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("callscope-lake-maintenance".into())
             .spawn(move || {
@@ -458,7 +465,7 @@ impl Maintenance {
                             .saturating_duration_since(now)
                             .min(Duration::from_secs(1)),
                     );
-                    if alive.strong_count() == 0 {
+                    if stop.load(Ordering::Acquire) {
                         return;
                     }
                     if std::time::Instant::now() < self.next {
@@ -469,7 +476,6 @@ impl Maintenance {
                     }
                 }
             })
-            .map(|_| ())
     }
 
     /// Takes the lease if it is free, and if so runs the maintenance. `Ok(false)`: another
@@ -573,11 +579,12 @@ const FEED_EVERY: Duration = Duration::from_millis(200);
 /// Feeds the live streams of this instance on a lake: every [`FEED_EVERY`] it reads the
 /// records committed since it last looked (by any instance: `seq` numbers follow the
 /// lake's commit order, see the module's docs) and publishes them in `seq` order.
-/// Runs until the store is dropped.
+/// Runs until `stop` is set (by `Store::shutdown`) or the store is dropped.
 pub(crate) fn spawn_feed(
     conn: Connection,
     hub: std::sync::Weak<crate::live::Hub>,
-) -> std::io::Result<()> {
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("callscope-lake-feed".into())
         .spawn(move || {
@@ -589,13 +596,15 @@ pub(crate) fn spawn_feed(
             let mut last: Option<i64> = None;
             loop {
                 std::thread::sleep(FEED_EVERY);
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
                 let Some(hub) = hub.upgrade() else { return };
                 if let Err(e) = feed_once(&conn, &hub, &mut last) {
                     tracing::warn!(error = %e, "Reading new records for live streams failed; tried again.");
                 }
             }
         })
-        .map(|_| ())
 }
 
 fn feed_once(conn: &Connection, hub: &crate::live::Hub, last: &mut Option<i64>) -> Result<()> {

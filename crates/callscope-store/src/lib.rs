@@ -284,6 +284,10 @@ struct Inner {
     hub: Arc<live::Hub>,
     /// Do text searches use the text index (`text_index_block_records` > 0)?
     text_index: bool,
+    /// On DuckLake, the live-stream feed's and the maintenance's threads, and the flag
+    /// that stops them.
+    lake_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    lake_stop: Arc<AtomicBool>,
 }
 
 /// The call-log store. Cheap to clone; every clone shares one database.
@@ -428,6 +432,8 @@ impl Store {
                 journal,
                 hub,
                 text_index: config.text_index_block_records > 0,
+                lake_threads: Mutex::new(Vec::new()),
+                lake_stop: Arc::new(AtomicBool::new(false)),
             }),
         };
         if config.retention_days > 0 {
@@ -440,17 +446,22 @@ impl Store {
                 clone_connection(conn)?
             };
             let maintenance_conn = clone_connection(&feed)?;
-            let spawned = lake::spawn_feed(feed, Arc::downgrade(&store.inner.hub)).and_then(|()| {
-                if config.ducklake.maintenance_interval_secs == 0 {
-                    return Ok(());
-                }
-                lake::Maintenance::new(config)
-                    .spawn(maintenance_conn, Arc::downgrade(&store.inner.hub))
-            });
-            spawned.map_err(|e| Error::Open {
-                path: config.path.clone(),
-                source: Box::new(e),
-            })?;
+            let stop = store.inner.lake_stop.clone();
+            let mut threads = vec![lake::spawn_feed(
+                feed,
+                Arc::downgrade(&store.inner.hub),
+                stop.clone(),
+            )];
+            if config.ducklake.maintenance_interval_secs > 0 {
+                threads.push(lake::Maintenance::new(config).spawn(maintenance_conn, stop));
+            }
+            for t in threads {
+                let handle = t.map_err(|e| Error::Open {
+                    path: config.path.clone(),
+                    source: Box::new(e),
+                })?;
+                store.inner.lake_threads.lock().push(handle);
+            }
         }
         tracing::info!(path = %store.inner.path.display(), "Opened store.");
         Ok(store)
@@ -997,10 +1008,14 @@ impl Store {
         } else {
             Ok(())
         };
-        let threads = [
+        // The lake's feed and maintenance threads stop too: none may be inside DuckDB
+        // when the process exits and the database is torn down under it.
+        self.inner.lake_stop.store(true, Ordering::Release);
+        let mut threads = vec![
             self.inner.writer_thread.lock().take(),
             self.inner.applier_thread.lock().take(),
         ];
+        threads.extend(self.inner.lake_threads.lock().drain(..).map(Some));
         for h in threads.into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
