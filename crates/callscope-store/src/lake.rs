@@ -281,14 +281,13 @@ pub(crate) fn take_seq(conn: &Connection, n: i64) -> Result<i64> {
 /// taken from the fence. Answers, per unit, whether it was applied (`false`: at least
 /// one of its rows is stored already, by another instance or by an earlier commit of
 /// this one that reported an error, so the unit is dropped whole and its senders'
-/// retry stores what is missing), and the `logs` batches as numbered.
-pub(crate) fn apply(conn: &Connection, units: &[&Unit]) -> Result<Applied> {
+/// retry stores what is missing).
+pub(crate) fn apply(conn: &Connection, units: &[&Unit]) -> Result<Vec<bool>> {
     retry_conflicts(|| {
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let applied = apply_in(conn, units);
-        let applied = applied.and_then(|a| {
+        let applied = apply_in(conn, units).and_then(|kept| {
             conn.execute_batch("COMMIT")?;
-            Ok(a)
+            Ok(kept)
         });
         if applied.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -297,15 +296,7 @@ pub(crate) fn apply(conn: &Connection, units: &[&Unit]) -> Result<Applied> {
     })
 }
 
-/// What [`apply`] did.
-pub(crate) struct Applied {
-    /// Per unit: applied, or dropped because some of it was stored already.
-    pub(crate) kept: Vec<bool>,
-    /// Per unit, its `logs` batches with the `seq` numbers they were stored with.
-    pub(crate) logs: Vec<Vec<RecordBatch>>,
-}
-
-fn apply_in(conn: &Connection, units: &[&Unit]) -> Result<Applied> {
+fn apply_in(conn: &Connection, units: &[&Unit]) -> Result<Vec<bool>> {
     let stored_logs = stored_of(conn, units, Table::Logs, &crate::accept::LOGS, "ts")?;
     let stored_spans = stored_of(conn, units, Table::Spans, &crate::accept::SPANS, "start_ns")?;
     let kept: Vec<bool> = units
@@ -358,7 +349,7 @@ fn apply_in(conn: &Connection, units: &[&Unit]) -> Result<Applied> {
         }
         app.flush()?;
     }
-    Ok(Applied { kept, logs })
+    Ok(kept)
 }
 
 /// The ids of the units' `table` rows that the lake holds already, in this

@@ -571,15 +571,36 @@ impl Writer {
         self.acks.set_failing();
         self.metrics.record_write_error();
         self.apply_paused_until = Some(Instant::now() + REOPEN_INTERVAL);
-        let msg = e.to_string();
-        for (_, replies, _) in &mut self.backlog {
-            for r in replies.drain(..) {
-                let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
-            }
-        }
+        self.refuse_waiting(&e.to_string());
         // As for a fold: a failed commit may have been durable.
         self.journal.pending.store(true, Ordering::Release);
         tracing::error!(error = %e, units = self.backlog.len(), "{what}");
+    }
+
+    /// Answers every request still waiting on the backlog's units with a retryable
+    /// refusal; the units stay.
+    fn refuse_waiting(&mut self, msg: &str) {
+        for (_, replies, _) in &mut self.backlog {
+            for r in replies.drain(..) {
+                let _ = r.to.send(Err(Error::Unavailable(msg.to_owned())));
+            }
+        }
+    }
+
+    /// After a commit of units up to `last`: reads waiting for them go on, the
+    /// acceptor may take the next group, and the store is ready again.
+    fn applied_through(&mut self, last: u64, started: Instant, records: usize, what: &'static str) {
+        self.apply_paused_until = None;
+        self.acks.set_applied(last);
+        self.acks.set_acked(last);
+        self.ready.store(true, Ordering::Relaxed);
+        self.metrics.record_apply(started.elapsed());
+        tracing::debug!(
+            records,
+            unit = last,
+            apply_us = started.elapsed().as_micros(),
+            "{what}"
+        );
     }
 
     /// [`Writer::apply_backlog`] on the DuckLake backend (`lake.rs`): one lake
@@ -598,12 +619,7 @@ impl Writer {
                 // Other instances kept winning: contention, not a failure. The senders
                 // hear a retryable refusal now; the units stay and are tried again at
                 // once, and nothing else is refused meanwhile.
-                let msg = e.to_string();
-                for (_, replies, _) in &mut self.backlog {
-                    for r in replies.drain(..) {
-                        let _ = r.to.send(Err(Error::Unavailable(msg.clone())));
-                    }
-                }
+                self.refuse_waiting(&e.to_string());
                 tracing::warn!(
                     units = self.backlog.len(),
                     "Commits of other instances kept winning; trying again."
@@ -618,16 +634,10 @@ impl Writer {
         let Some(last) = self.backlog.back().map(|(u, ..)| u.no) else {
             return;
         };
-        let mut logs = Vec::new();
         let mut records = 0;
-        for ((unit, replies, _permit), (kept, numbered)) in self
-            .backlog
-            .drain(..)
-            .zip(applied.kept.into_iter().zip(applied.logs))
-        {
+        for ((unit, replies, _permit), kept) in self.backlog.drain(..).zip(applied) {
             if kept {
                 records += unit.records();
-                logs.extend(numbered);
                 for r in replies {
                     self.metrics.record_ack_latency(r.enqueued.elapsed());
                     let _ = r.to.send(Ok(r.receipt));
@@ -644,21 +654,9 @@ impl Writer {
                 }
             }
         }
-        self.apply_paused_until = None;
-        self.acks.set_applied(last);
-        self.acks.set_acked(last);
-        if let Some(hub) = &self.hub {
-            hub.publish(&logs);
-        }
+        // Live streams hear of these from the lake's feed (`lake::spawn_feed`).
         self.journal.pending.store(true, Ordering::Release);
-        self.ready.store(true, Ordering::Relaxed);
-        self.metrics.record_apply(started.elapsed());
-        tracing::debug!(
-            records,
-            unit = last,
-            apply_us = started.elapsed().as_micros(),
-            "Committed units to the lake."
-        );
+        self.applied_through(last, started, records, "Committed units to the lake.");
     }
 
     /// Is a text index step waiting, and not paused after a failure?
