@@ -251,7 +251,12 @@ pub(crate) fn open_connection(config: &StoreConfig) -> Result<Connection> {
             Connection::open_in_memory_with_flags(db_config).map_err(|e| open_err(Box::new(e)))?;
         lake::attach(&conn, config).map_err(|e| match e {
             Error::InvalidArgument(_) => e,
-            other => open_err(Box::new(other)),
+            // Named by its data path: `path` is only a local scratch folder on a lake,
+            // and the catalog string may hold a password.
+            other => Error::Open {
+                path: format!("the DuckLake at {}", config.ducklake.data_path).into(),
+                source: Box::new(other),
+            },
         })?;
         return Ok(conn);
     }
