@@ -287,8 +287,9 @@ struct Inner {
     path: PathBuf,
     journal: Arc<writer::Journal>,
     hub: Arc<live::Hub>,
-    /// Do text searches use the text index (`text_index_block_records` > 0)?
-    text_index: bool,
+    /// The text index's bitmaps, which text searches test; `None` when the index is
+    /// off (`text_index_block_records` 0, or a lake).
+    bitmaps: Option<Arc<textindex::Bitmaps>>,
     /// On DuckLake, the live-stream feed's and the maintenance's threads, and the flag
     /// that stops them.
     lake_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -362,6 +363,7 @@ impl Store {
         let hub = Arc::new(live::Hub::default());
         let acks = Arc::new(accept::Acks::new(applied));
         let lookup = Arc::new(Mutex::new(Some(writer::lookup_connection(&conn)?)));
+        let bitmaps = Arc::new(textindex::Bitmaps::default());
         let acceptor = accept::Acceptor::new(
             config.ack_after,
             rx,
@@ -388,6 +390,7 @@ impl Store {
                 config: config.clone(),
                 readers: readers.clone(),
                 lookup,
+                bitmaps: bitmaps.clone(),
             },
             journal.clone(),
             acks.clone(),
@@ -436,7 +439,7 @@ impl Store {
                 path,
                 journal,
                 hub,
-                text_index: config.text_index_block_records > 0,
+                bitmaps: (config.text_index_block_records > 0).then_some(bitmaps),
                 lake_threads: Mutex::new(Vec::new()),
                 lake_stop: Arc::new(AtomicBool::new(false)),
             }),
@@ -825,9 +828,11 @@ impl Store {
     pub async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchResult> {
         let scope = accept::Scope::Tenant(tenant);
         let tenant = tenant.to_owned();
-        let indexed = self.inner.text_index;
-        self.read_in(scope, move |c| search::search(c, &tenant, &query, indexed))
-            .await
+        let bitmaps = self.inner.bitmaps.clone();
+        self.read_in(scope, move |c| {
+            search::search(c, &tenant, &query, bitmaps.as_deref())
+        })
+        .await
     }
 
     /// A page of `tenant`'s calls matching `filter`, newest first.

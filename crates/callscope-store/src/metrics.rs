@@ -28,6 +28,7 @@ pub struct StoreMetrics {
     backlog: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
     index_latency: Histogram,
     index_pending: AtomicU64,
+    index_memory: AtomicU64,
     /// The write queue's capacity and its semaphore, read when rendering so the depth
     /// is never stale.
     queue: OnceLock<(usize, Arc<tokio::sync::Semaphore>)>,
@@ -52,6 +53,7 @@ impl Default for StoreMetrics {
             backlog: OnceLock::new(),
             index_latency: Histogram::new(LATENCY_BUCKETS),
             index_pending: AtomicU64::new(0),
+            index_memory: AtomicU64::new(0),
             queue: OnceLock::new(),
             exports: Default::default(),
             export_bytes: AtomicU64::new(0),
@@ -96,8 +98,10 @@ impl StoreMetrics {
         self.index_latency.observe(took);
     }
 
-    pub(crate) fn set_index_pending(&self, records: u64) {
-        self.index_pending.store(records, Relaxed);
+    /// What the text index has waiting, and the bytes of bitmap it holds in memory.
+    pub(crate) fn set_index_state(&self, pending_records: u64, memory_bytes: u64) {
+        self.index_pending.store(pending_records, Relaxed);
+        self.index_memory.store(memory_bytes, Relaxed);
     }
 
     /// Records committed and not yet summarised by the text index (see
@@ -280,6 +284,12 @@ impl MetricsSource for StoreMetrics {
             MetricKind::Gauge,
             "Records committed and not yet in a text index block (text searches scan them).",
             c(&self.index_pending),
+        );
+        w.single(
+            "callscope_store_text_index_memory_bytes",
+            MetricKind::Gauge,
+            "Bytes of text index bitmaps held in memory for searches (about 0.5 per record indexed).",
+            c(&self.index_memory),
         );
         self.index_latency.render(
             w,

@@ -26,7 +26,7 @@ use crate::{
     query::{RECORD_COLUMNS, push_in, read_record},
     rollup::{minute_start, whole_minutes},
     summary::Sources,
-    textindex::{self, Narrowed},
+    textindex::{self, Bitmaps, Narrowed},
 };
 
 /// The answer to a search.
@@ -228,12 +228,12 @@ fn page(conn: &Connection, w: &Where, q: &SearchQuery) -> Result<Vec<LogRecord>>
         .collect()
 }
 
-/// Runs `q` over `tenant`'s records; `indexed`: narrow text searches with the text index.
+/// Runs `q` over `tenant`'s records; `index`: narrow text searches with the text index.
 pub(crate) fn search(
     conn: &Connection,
     tenant: &str,
     q: &SearchQuery,
-    indexed: bool,
+    index: Option<&Bitmaps>,
 ) -> Result<SearchResult> {
     // One snapshot for the counts and the page, however many statements they take.
     let tx = conn.unchecked_transaction()?;
@@ -245,7 +245,7 @@ pub(crate) fn search(
         Some(minutes) if needle(f).is_none() && f.call_ids.is_empty() => {
             search_with_counts(&tx, tenant, q, (from, to), minutes, sources)
         }
-        _ => search_by_scan(&tx, tenant, q, (from, to), sources, indexed),
+        _ => search_by_scan(&tx, tenant, q, (from, to), sources, index),
     };
     tx.rollback()?;
     result
@@ -265,7 +265,7 @@ fn search_by_scan(
     q: &SearchQuery,
     (mut from, mut to): (Option<i64>, Option<i64>),
     sources: Sources,
-    indexed: bool,
+    index: Option<&Bitmaps>,
 ) -> Result<SearchResult> {
     let f = &q.filter;
     let mut out = SearchResult::default();
@@ -296,9 +296,11 @@ fn search_by_scan(
         from = Some(from.map_or(first, |t| t.max(first)));
         to = Some(to.map_or(last, |t| t.min(last)));
     }
-    let narrowed = match needle(f).filter(|_| indexed) {
-        Some(text) => textindex::narrow(conn, tenant, &text.to_lowercase(), (from, to))?,
-        None => None,
+    let narrowed = match (needle(f), index) {
+        (Some(text), Some(index)) => {
+            textindex::narrow(index, tenant, &text.to_lowercase(), (from, to))
+        }
+        _ => None,
     };
     let w = logs_where_in(narrowed.as_ref(), tenant, from, to, f);
     if q.size == 0 {

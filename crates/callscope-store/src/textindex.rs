@@ -7,9 +7,10 @@
 //! window of six digits in a row (a one-hash Bloom filter, [`BLOOM_BITS`] bits). A
 //! record containing the needle contains every trigram and digit window of the needle,
 //! so a block whose bitmap misses any of them cannot hold a match. A
-//! search reads the tenant's bitmaps (about 0.5 bytes per record), keeps the blocks that
-//! may match, and scans only those and the tenant's records not yet in a block (the
-//! *tail*). The bitmaps only ever rule blocks out: the scan applies the same `contains`
+//! search tests the tenant's bitmaps (about 0.5 bytes per record, kept in memory as
+//! [`Bitmaps`], so that ruling blocks out reads no table and costs microseconds however
+//! much the tenant keeps), keeps the blocks that may match, and scans only those and the
+//! tenant's records not yet in a block (the *tail*). The bitmaps only ever rule blocks out: the scan applies the same `contains`
 //! to what is left, so answers are those of a full scan by construction.
 //!
 //! A block ends at [`BLOCK_RECORDS`] records, or earlier when a quarter of its bits are
@@ -29,7 +30,7 @@
 //! retention only thinned keeps its bitmap: it may say "maybe" for a record that is
 //! gone, never "no" for one that is there.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use duckdb::{
     Connection,
@@ -39,6 +40,7 @@ use duckdb::{
     },
     types::Value,
 };
+use parking_lot::RwLock;
 
 use crate::{Error, Result};
 
@@ -168,21 +170,31 @@ pub(crate) struct TextIndex {
     pending: HashMap<String, Pending>,
     /// The newest `seq` noted.
     newest: i64,
+    /// What searches test: kept equal to `search_blocks` by this side.
+    bitmaps: Arc<Bitmaps>,
 }
 
 impl TextIndex {
     /// What `conn`'s records have waiting: for every tenant, its records after its last
     /// block. `block_records` 0 turns the index off (nothing is built; searches then
     /// scan, as they do for any tail).
-    pub(crate) fn open(conn: &Connection, block_records: usize) -> Result<Self> {
+    ///
+    /// `bitmaps` is loaded with every block the file holds.
+    pub(crate) fn open(
+        conn: &Connection,
+        block_records: usize,
+        bitmaps: Arc<Bitmaps>,
+    ) -> Result<Self> {
         let mut index = Self {
             block_records: block_records.min(BLOCK_RECORDS),
             pending: HashMap::new(),
             newest: 0,
+            bitmaps,
         };
         if index.block_records == 0 {
             return Ok(index);
         }
+        index.bitmaps.load(conn)?;
         let mut stmt = conn.prepare(
             "SELECT l.tenant, count(*), min(l.seq), max(l.seq) FROM logs l
              LEFT JOIN (SELECT tenant, max(seq_hi) AS hi FROM search_blocks GROUP BY tenant) b
@@ -264,6 +276,11 @@ impl TextIndex {
     /// Is a step waiting to run?
     pub(crate) fn is_due(&self) -> bool {
         self.due().is_some()
+    }
+
+    /// The bytes of bitmap held in memory for searches.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        u64::try_from(self.bitmaps.bytes()).unwrap_or(u64::MAX)
     }
 
     /// Records committed and not yet in a block, over all tenants.
@@ -356,6 +373,19 @@ impl TextIndex {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(Error::from(e));
         }
+        // After the commit: the memory holds what `search_blocks` holds, so a step that
+        // failed leaves nothing behind that the next one would add again.
+        self.bitmaps.extend(
+            &tenant,
+            blocks.into_iter().map(|b| Summary {
+                seq_lo: b.seq_lo,
+                seq_hi: b.seq_hi,
+                ts_lo: b.ts_lo,
+                ts_hi: b.ts_hi,
+                records: i64::try_from(b.records).unwrap_or(i64::MAX),
+                grams: b.bloom.bits.into_boxed_slice(),
+            }),
+        );
         let left = p.records.saturating_sub(read);
         if left == 0 {
             self.pending.remove(&tenant);
@@ -373,7 +403,7 @@ impl TextIndex {
 
     /// Forgets what a purge deleted: tenants are counted again from the records left.
     pub(crate) fn reload(&mut self, conn: &Connection) -> Result<()> {
-        *self = Self::open(conn, self.block_records)?;
+        *self = Self::open(conn, self.block_records, self.bitmaps.clone())?;
         Ok(())
     }
 }
@@ -447,35 +477,92 @@ impl Narrowed {
     }
 }
 
+/// One block as searches test it.
+struct Summary {
+    seq_lo: i64,
+    seq_hi: i64,
+    ts_lo: i64,
+    ts_hi: i64,
+    records: i64,
+    grams: Box<[u8]>,
+}
+
+/// Every tenant's blocks, in `seq` order, with their bitmaps: `search_blocks` in memory.
+///
+/// The writer keeps it equal to the table: it loads it when the index is opened (and
+/// after retention or a reopen), and adds a step's blocks once their transaction has
+/// committed. A search may therefore see a block that its snapshot of `logs` was taken
+/// before: that block covers only records committed before it, which the snapshot either
+/// has (and the bitmap describes) or does not have at all, so ruling it out is still
+/// right. A search that does not yet see a block scans its records as tail.
+#[derive(Default)]
+pub(crate) struct Bitmaps {
+    tenants: RwLock<HashMap<String, Vec<Summary>>>,
+}
+
+impl Bitmaps {
+    /// Replaces what is held with the blocks of `conn`'s file.
+    fn load(&self, conn: &Connection) -> Result<()> {
+        let mut tenants: HashMap<String, Vec<Summary>> = HashMap::new();
+        let mut stmt = conn.prepare(
+            "SELECT tenant, seq_lo, seq_hi, ts_lo, ts_hi, records, grams
+             FROM search_blocks ORDER BY tenant, seq_lo",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Summary {
+                    seq_lo: r.get(1)?,
+                    seq_hi: r.get(2)?,
+                    ts_lo: r.get(3)?,
+                    ts_hi: r.get(4)?,
+                    records: r.get(5)?,
+                    grams: r.get::<_, Vec<u8>>(6)?.into_boxed_slice(),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (tenant, block) = row?;
+            tenants.entry(tenant).or_default().push(block);
+        }
+        *self.tenants.write() = tenants;
+        Ok(())
+    }
+
+    /// Adds blocks just committed for `tenant` (they follow its others in `seq`).
+    fn extend(&self, tenant: &str, blocks: impl Iterator<Item = Summary>) {
+        let mut tenants = self.tenants.write();
+        match tenants.get_mut(tenant) {
+            Some(held) => held.extend(blocks),
+            None => {
+                tenants.insert(tenant.to_owned(), blocks.collect());
+            }
+        }
+    }
+
+    /// The bytes of bitmap held, over all tenants.
+    fn bytes(&self) -> usize {
+        self.tenants
+            .read()
+            .values()
+            .flat_map(|blocks| blocks.iter().map(|b| b.grams.len()))
+            .sum()
+    }
+}
+
 /// The stretches of `tenant`'s records that may contain `needle` (already lower-cased),
 /// within `[from, to]`; `None` when the index cannot narrow the search enough to be
 /// worth it (a short needle, or most blocks may match).
 pub(crate) fn narrow(
-    conn: &Connection,
+    bitmaps: &Bitmaps,
     tenant: &str,
     needle: &str,
     (from, to): (Option<i64>, Option<i64>),
-) -> Result<Option<Narrowed>> {
-    let Some(bits) = needle_bits(needle) else {
-        return Ok(None);
-    };
-    // Only the bitmaps of blocks in the time range are read: they are most of the bytes.
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq_lo, seq_hi, records, CASE WHEN ts_hi >= ? AND ts_lo <= ? THEN grams END
-         FROM search_blocks WHERE tenant = ? ORDER BY seq_lo",
-    )?;
-    let params = duckdb::params![from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX), tenant];
-    let rows = stmt.query_map(params, |r| {
-        let (lo, hi, records): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let grams: Option<Vec<u8>> = r.get(3)?;
-        Ok((
-            lo,
-            hi,
-            records,
-            grams.is_some(),
-            grams.is_some_and(|g| may_contain(&g, &bits)),
-        ))
-    })?;
+) -> Option<Narrowed> {
+    let bits = needle_bits(needle)?;
+    let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+    let tenants = bitmaps.tenants.read();
+    let blocks = tenants.get(tenant)?;
     let mut ranges: Vec<(i64, Option<i64>)> = Vec::new();
     let (mut total, mut kept) = (0i64, 0i64);
     let mut last_hi = -1i64;
@@ -484,28 +571,31 @@ pub(crate) fn narrow(
     // Records of blocks in the time window that were ruled out, from the first block
     // kept on: what one stretch from there to the end would scan in vain.
     let mut skipped = 0i64;
-    for row in rows {
-        let (lo, hi, records, in_time, keep) = row?;
-        total += records;
+    for b in blocks {
+        // Only the bitmaps of blocks in the time window are tested.
+        let in_time = b.ts_hi >= from && b.ts_lo <= to;
+        let keep = in_time && may_contain(&b.grams, &bits);
+        total += b.records;
         in_time_blocks += usize::from(in_time);
-        last_hi = last_hi.max(hi);
+        last_hi = last_hi.max(b.seq_hi);
         if keep {
-            kept += records;
+            kept += b.records;
             match ranges.last_mut() {
                 // The block right after a kept one extends its range.
-                Some((_, Some(end))) if previous_kept => *end = hi,
-                _ => ranges.push((lo, Some(hi))),
+                Some((_, Some(end))) if previous_kept => *end = b.seq_hi,
+                _ => ranges.push((b.seq_lo, Some(b.seq_hi))),
             }
         } else if in_time && !ranges.is_empty() {
-            skipped += records;
+            skipped += b.records;
         }
         previous_kept = keep;
     }
+    drop(tenants);
     // A time window within a few blocks already confines the scan to about that much
     // (row groups are pruned by time), and the plan for a plain scan serves it better.
-    let windowed = from.is_some() || to.is_some();
+    let windowed = from != i64::MIN || to != i64::MAX;
     if total == 0 || (windowed && in_time_blocks <= FEW_BLOCKS) {
-        return Ok(None);
+        return None;
     }
     // The tail: whatever no block covers yet.
     match ranges.last_mut() {
@@ -513,17 +603,17 @@ pub(crate) fn narrow(
         _ => ranges.push((last_hi + 1, None)),
     }
     if ranges.len() > MAX_RANGES || kept * 2 > total {
-        return Ok(None);
+        return None;
     }
     // Blocks outside the time window cost nothing in one stretch (row groups are pruned
     // by time): when few in the window were ruled out, one stretch beats a union.
     if ranges.len() > 1 && skipped <= kept {
         ranges = vec![(ranges[0].0, None)];
     }
-    Ok(Some(Narrowed {
+    Some(Narrowed {
         ranges,
         records: kept,
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -674,11 +764,42 @@ mod tests {
             .unwrap()
     }
 
+    /// The blocks searches test for `tenant` (those in memory) are those in
+    /// `search_blocks`, once the writer has no step under way.
+    async fn held_as_stored(store: &Store, tenant: &'static str) {
+        let bitmaps = store.inner.bitmaps.as_deref().expect("the index is on");
+        let held = || {
+            let tenants = bitmaps.tenants.read();
+            tenants.get(tenant).map_or(Vec::new(), |b| {
+                b.iter().map(|b| (b.seq_lo, b.seq_hi)).collect::<Vec<_>>()
+            })
+        };
+        let mut stored = Vec::new();
+        for _ in 0..100 {
+            stored = store
+                .read(move |c| {
+                    let mut stmt = c.prepare(
+                        "SELECT seq_lo, seq_hi FROM search_blocks WHERE tenant = ? ORDER BY seq_lo",
+                    )?;
+                    let rows = stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    Ok(rows.collect::<duckdb::Result<Vec<(i64, i64)>>>()?)
+                })
+                .await
+                .unwrap();
+            if held() == stored {
+                return;
+            }
+            // A step committed between the two reads: ask again.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("in memory {:?}, stored {stored:?}", held());
+    }
+
     async fn narrowed(store: &Store, tenant: &'static str, needle: String) -> Option<Narrowed> {
-        store
-            .read(move |c| narrow(c, tenant, &needle.to_lowercase(), (None, None)))
-            .await
-            .unwrap()
+        // What the writer has committed is in the bitmaps once a read has waited for it.
+        store.read(|_| Ok(())).await.unwrap();
+        let bitmaps = store.inner.bitmaps.as_deref().expect("the index is on");
+        narrow(bitmaps, tenant, &needle.to_lowercase(), (None, None))
     }
 
     /// Random records and needles: every search's matches, page and counts are what a
@@ -714,6 +835,8 @@ mod tests {
         indexed(&store, block).await;
         assert!(blocks(&store, "acme").await > 50);
         assert!(blocks(&store, "globex").await > 5);
+        held_as_stored(&store, "acme").await;
+        held_as_stored(&store, "globex").await;
 
         let mut needles: Vec<String> = vec![
             "zzz-not-there".into(),
@@ -879,7 +1002,9 @@ mod tests {
         let store = open(dir.path(), 16).await;
         assert_eq!(count(&store, "timeout").await, expect);
         indexed(&store, 16).await;
-        assert!(blocks(&store, "acme").await >= 30, "indexed again");
+        let again = blocks(&store, "acme").await;
+        assert!(again >= 30, "indexed again");
+        held_as_stored(&store, "acme").await;
         assert_eq!(count(&store, "timeout").await, expect);
         assert!(
             narrowed(&store, "acme", "zzz-not-there".into())
@@ -903,6 +1028,7 @@ mod tests {
         store.purge_before(Timestamp(cut)).await.unwrap();
         let after = blocks(&store, "acme").await;
         assert!(after < before && after > 0, "{before} -> {after}");
+        held_as_stored(&store, "acme").await;
         let oldest: i64 = store
             .read(|c| Ok(c.query_row("SELECT min(ts_hi) FROM search_blocks", [], |r| r.get(0))?))
             .await

@@ -104,6 +104,8 @@ pub(crate) struct Reopen {
     pub(crate) readers: Arc<Readers>,
     /// The acceptor's look-up connection, replaced with the rest.
     pub(crate) lookup: Arc<Mutex<Option<Connection>>>,
+    /// The text index's bitmaps, which searches test and the index keeps.
+    pub(crate) bitmaps: Arc<crate::textindex::Bitmaps>,
 }
 
 /// A write other than records: given the writer's connection (or why there is none), it
@@ -209,8 +211,12 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
-        let index = TextIndex::open(&conn, reopen.config.text_index_block_records)?;
-        metrics.set_index_pending(index.pending_records());
+        let index = TextIndex::open(
+            &conn,
+            reopen.config.text_index_block_records,
+            reopen.bitmaps.clone(),
+        )?;
+        metrics.set_index_state(index.pending_records(), index.memory_bytes());
         let lake = reopen.config.backend == crate::Backend::Ducklake;
         // On a lake the streams hear every instance's commits from the lake's feed
         // (`lake::spawn_feed`), this one's included.
@@ -525,7 +531,8 @@ impl Writer {
                     .collect();
                 let records: usize = self.backlog.iter().map(|(u, ..)| u.records()).sum();
                 self.index.note(&logs);
-                self.metrics.set_index_pending(self.index.pending_records());
+                self.metrics
+                    .set_index_state(self.index.pending_records(), self.index.memory_bytes());
                 self.apply_paused_until = None;
                 self.acks.set_applied(last);
                 self.acks.set_acked(last);
@@ -682,7 +689,8 @@ impl Writer {
                 self.check_health();
             }
         }
-        self.metrics.set_index_pending(self.index.pending_records());
+        self.metrics
+            .set_index_state(self.index.pending_records(), self.index.memory_bytes());
     }
 
     /// Folds the journal if a read is waiting for it or it has waited [`FOLD_EVERY`].
