@@ -30,7 +30,7 @@ use duckdb::Connection;
 use crate::Result;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 const DDL: &str = r"
 CREATE TABLE IF NOT EXISTS meta (
@@ -204,6 +204,11 @@ fn migrate_in(conn: &Connection, lake: bool) -> Result<()> {
     // The text index (`textindex.rs`). Older builds ignore the table; what they store
     // meanwhile is the index's backlog when this build opens the file again.
     ddl(crate::textindex::DDL)?;
+    // Version 8: blocks say how many bits each trigram set. A build from before would
+    // test two-bit blocks as one-bit ones and miss records, so it must not open the file.
+    if !lake {
+        conn.execute_batch(crate::textindex::ADD_HASHES)?;
+    }
     // Version 7: the ack log's position (`acklog.rs`). An older build would ignore the
     // acknowledged records the log still holds, so it must not open this file.
     conn.execute_batch(crate::acklog::DDL)?;
