@@ -205,7 +205,7 @@ fn migrate_in(conn: &Connection, lake: bool) -> Result<()> {
     // meanwhile is the index's backlog when this build opens the file again.
     ddl(crate::textindex::DDL)?;
     // Version 8: blocks say how many bits each trigram set. A build from before would
-    // test two-bit blocks as one-bit ones and miss records, so it must not open the file.
+    // test four-bit blocks as one-bit ones and miss records, so it must not open the file.
     if !lake {
         conn.execute_batch(crate::textindex::ADD_HASHES)?;
     }

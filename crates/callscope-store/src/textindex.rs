@@ -5,7 +5,7 @@
 //! the tenant's records, in commit order (`seq`), are cut into *blocks*, and each block
 //! keeps one bitmap of the byte trigrams its records' text contains, and of every
 //! window of six digits in a row (a Bloom filter of [`BLOOM_BITS`] bits; each trigram or
-//! window sets two bits, see [`Hashes`]). A record containing the needle contains every
+//! window sets four bits, see [`Hashes`]). A record containing the needle contains every
 //! trigram and digit window of the needle, so a block whose bitmap misses any of their
 //! bits cannot hold a match. A
 //! search tests the tenant's bitmaps (about 0.5 bytes per record, kept in memory as
@@ -85,21 +85,22 @@ pub(crate) const ADD_HASHES: &str =
 
 /// How many bits each trigram and digit window sets in a block's bitmap.
 ///
-/// Blocks from before [`Hashes::Two`] keep being read as they were written. With one
-/// bit, a needle whose only rare part is one number (an order id in a text of common
-/// words) is let through by every block that sets that one bit by chance: 2 % of the
-/// blocks at a 5 % fill. With two, by chance it takes both, about 0.05 %; the fill
-/// doubles, which the block's limit of a quarter of its bits allows for.
+/// Blocks from before [`Hashes::Four`] keep being read as they were written. With one
+/// bit, a needle whose only rare part is one number (an order id among common words)
+/// is let through by every block that sets that one bit by chance: 2 % of the blocks
+/// at the usual 5 % fill. With four, by chance it takes all four: the fill rises to
+/// about 20 % (a block still closes at a quarter), and about 0.2 % of blocks let it
+/// through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hashes {
     One = 1,
-    Two = 2,
+    Four = 4,
 }
 
 impl Hashes {
     fn of(stored: Option<i8>) -> Self {
-        if stored == Some(2) {
-            Self::Two
+        if stored == Some(4) {
+            Self::Four
         } else {
             Self::One
         }
@@ -126,21 +127,24 @@ fn digit_key(window: &[u8]) -> u64 {
 
 /// The bits a key sets (Fibonacci hashing: the top bits of a product with an odd
 /// constant spread neighbouring keys apart). `Hashes::One` is the layout of the first
-/// blocks, kept bit for bit so that their bitmaps read as they were written.
+/// blocks, kept bit for bit so that their bitmaps read as they were written;
+/// `Hashes::Four` derives its four bits from two such hashes (`a + i * b`).
 fn key_bits(key: u64, hashes: Hashes) -> impl Iterator<Item = usize> {
     let top = |product: u64| (product >> (64 - LOG2_BITS)) as usize;
-    let (first, second) = match hashes {
+    let (first, step, count) = match hashes {
         Hashes::One if key < 1 << 24 => {
             let product = (key as u32).wrapping_mul(0x9E37_79B1);
-            ((product >> (32 - LOG2_BITS)) as usize, None)
+            ((product >> (32 - LOG2_BITS)) as usize, 0, 1)
         }
-        Hashes::One => (top(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)), None),
-        Hashes::Two => (
+        Hashes::One => (top(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 0, 1),
+        // An odd step visits four distinct bits.
+        Hashes::Four => (
             top(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            Some(top(key.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))),
+            top(key.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)) | 1,
+            4,
         ),
     };
-    std::iter::once(first).chain(second)
+    (0..count).map(move |i| first.wrapping_add(i * step) & (BLOOM_BITS - 1))
 }
 
 /// Every bit `text` sets: its trigrams', and its digit windows'.
@@ -170,7 +174,7 @@ impl Bloom {
     }
 
     fn add(&mut self, text: &[u8]) {
-        for b in bits_of(text, Hashes::Two) {
+        for b in bits_of(text, Hashes::Four) {
             let byte = &mut self.bits[b / 8];
             let mask = 1 << (b % 8);
             if *byte & mask == 0 {
@@ -193,14 +197,14 @@ fn may_contain(grams: &[u8], needle_bits: &[usize]) -> bool {
 /// The bits a needle's trigrams and digit windows set, in each layout.
 pub(crate) struct NeedleBits {
     one: Vec<usize>,
-    two: Vec<usize>,
+    four: Vec<usize>,
 }
 
 impl NeedleBits {
     fn of(&self, hashes: Hashes) -> &[usize] {
         match hashes {
             Hashes::One => &self.one,
-            Hashes::Two => &self.two,
+            Hashes::Four => &self.four,
         }
     }
 }
@@ -220,7 +224,7 @@ pub(crate) fn needle_bits(needle: &str) -> Option<NeedleBits> {
     };
     Some(NeedleBits {
         one: bits(Hashes::One),
-        two: bits(Hashes::Two),
+        four: bits(Hashes::Four),
     })
 }
 
@@ -437,7 +441,7 @@ impl TextIndex {
                     Value::BigInt(b.ts_hi),
                     Value::Int(i32::try_from(b.records).unwrap_or(i32::MAX)),
                     Value::Blob(b.bloom.bits.clone()),
-                    Value::TinyInt(Hashes::Two as i8),
+                    Value::TinyInt(Hashes::Four as i8),
                 ]))?;
             }
             conn.execute_batch("COMMIT")
@@ -457,7 +461,7 @@ impl TextIndex {
                 ts_hi: b.ts_hi,
                 records: i64::try_from(b.records).unwrap_or(i64::MAX),
                 grams: b.bloom.bits.into_boxed_slice(),
-                hashes: Hashes::Two,
+                hashes: Hashes::Four,
             }),
         );
         let left = p.records.saturating_sub(read);
@@ -1096,7 +1100,7 @@ mod tests {
     }
 
     /// A file whose blocks were built with one bit per trigram (`Hashes::One`, before
-    /// the second) answers exactly, beside blocks of the new layout, and the old blocks
+    /// `Hashes::Four`) answers exactly, beside blocks of the new layout, and the old blocks
     /// still rule needles out.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocks_of_both_layouts_answer_exactly() {
@@ -1108,7 +1112,7 @@ mod tests {
             store.append(records.clone()).await.unwrap();
             indexed(&store, 16).await;
             held_as_stored(&store, "acme").await;
-            // Every other block becomes what a build before `Hashes::Two` wrote.
+            // Every other block becomes what a build before `Hashes::Four` wrote.
             store
                 .read(|c| {
                     let blocks: Vec<(i64, i64)> = c
@@ -1244,7 +1248,7 @@ mod tests {
         let text = "order ord-424242 shipped\nsecond value".as_bytes();
         let mut b = Bloom::new();
         b.add(text);
-        // A block of the first layout, as files from before `Hashes::Two` hold them.
+        // A block of the first layout, as files from before `Hashes::Four` hold them.
         let mut one = vec![0u8; BLOOM_BITS / 8];
         for bit in bits_of(text, Hashes::One) {
             one[bit / 8] |= 1 << (bit % 8);
@@ -1259,7 +1263,7 @@ mod tests {
             "424242",
         ] {
             let bits = needle_bits(needle).unwrap();
-            assert!(may_contain(&b.bits, bits.of(Hashes::Two)), "{needle}");
+            assert!(may_contain(&b.bits, bits.of(Hashes::Four)), "{needle}");
             assert!(
                 may_contain(&one, bits.of(Hashes::One)),
                 "{needle} (one hash)"
@@ -1268,7 +1272,7 @@ mod tests {
         // Not a proof of absence for every needle (it is a Bloom filter), but these miss.
         for needle in ["timeout", "zzz", "qqqq", "ord-424243"] {
             let bits = needle_bits(needle).unwrap();
-            assert!(!may_contain(&b.bits, bits.of(Hashes::Two)), "{needle}");
+            assert!(!may_contain(&b.bits, bits.of(Hashes::Four)), "{needle}");
             assert!(
                 !may_contain(&one, bits.of(Hashes::One)),
                 "{needle} (one hash)"
@@ -1284,21 +1288,21 @@ mod tests {
         assert_eq!(one("ord"), [71_277]);
         assert_eq!(one("rd-"), [176_238]);
         assert_eq!(one("424242"), [181_237, 245_886, 181_237, 245_886, 183_514]);
-        assert_eq!(one("ord").len() * 2, bits_of(b"ord", Hashes::Two).count());
+        assert_eq!(bits_of(b"ord", Hashes::Four).count(), 4);
     }
 
     #[test]
     fn needles_shorter_than_a_trigram_are_not_narrowed() {
-        let count = |needle: &str| needle_bits(needle).map(|b| (b.one.len(), b.two.len()));
+        let count = |needle: &str| needle_bits(needle).map(|b| (b.one.len(), b.four.len()));
         assert!(needle_bits("ab").is_none());
         assert!(needle_bits("").is_none());
-        assert_eq!(count("abc"), Some((1, 2)));
+        assert_eq!(count("abc"), Some((1, 4)));
         // Multi-byte characters count by bytes: two of them are four bytes, two trigrams.
-        assert_eq!(count("éé"), Some((2, 4)));
+        assert_eq!(count("éé"), Some((2, 8)));
         // Six digits in a row add a window of their own.
-        assert_eq!(count("12345"), Some((3, 6)));
-        assert_eq!(count("123456"), Some((5, 10)));
-        assert_eq!(count("a123456"), Some((6, 12)));
+        assert_eq!(count("12345"), Some((3, 12)));
+        assert_eq!(count("123456"), Some((5, 20)));
+        assert_eq!(count("a123456"), Some((6, 24)));
     }
 
     #[test]
