@@ -1069,7 +1069,7 @@ async fn counts_are_backfilled_for_older_files() {
         })
         .await
         .unwrap();
-    assert_eq!(version, "7");
+    assert_eq!(version, "8");
 }
 
 /// A call's turns: three `TURN_LATENCY`s (turn 2 reported twice, the earlier wins), one
