@@ -7,12 +7,12 @@
 //! window of six digits in a row (a Bloom filter of [`BLOOM_BITS`] bits; each trigram or
 //! window sets four bits, see [`Hashes`]). A record containing the needle contains every
 //! trigram and digit window of the needle, so a block whose bitmap misses any of their
-//! bits cannot hold a match. A
-//! search tests the tenant's bitmaps (about 0.5 bytes per record, kept in memory as
-//! [`Bitmaps`], so that ruling blocks out reads no table and costs microseconds however
-//! much the tenant keeps), keeps the blocks that may match, and scans only those and the
-//! tenant's records not yet in a block (the *tail*). The bitmaps only ever rule blocks out: the scan applies the same `contains`
-//! to what is left, so answers are those of a full scan by construction.
+//! bits cannot hold a match. A search tests the tenant's bitmaps (about 0.5 bytes per
+//! record, kept in memory as [`Bitmaps`], so that ruling blocks out reads no table and
+//! costs microseconds however much the tenant keeps), keeps the blocks that may match,
+//! and scans only those and the tenant's records not yet in a block (the *tail*). The
+//! bitmaps only ever rule blocks out: the scan applies the same `contains` to what is
+//! left, so answers are those of a full scan by construction.
 //!
 //! A block ends at [`BLOCK_RECORDS`] records, or earlier when a quarter of its bits are
 //! set (text with many distinct trigrams gets smaller blocks, so a bitmap stays
