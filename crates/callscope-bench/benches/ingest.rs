@@ -28,7 +28,7 @@
 //! Each (protocol, concurrency, batch) combination gets a fresh server.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -41,6 +41,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use callscope::{Config, Server};
 use callscope_bench::{
+    child::{ReadyChild, spawn_ready},
     loadgen::{CallTraffic, LoadOptions, Protocol, Report, Workload, run_load},
     raw,
 };
@@ -434,22 +435,12 @@ impl ServerChild {
             cmd.arg("--checkpoint-threshold").arg(t);
         }
         cmd.arg("--ack-after").arg(&args.ack_after);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut line = String::new();
-        let mut stdout = BufReader::new(stdout);
-        stdout.read_line(&mut line)?;
-        let mut parts = line.split_whitespace();
-        if parts.next() != Some("READY") {
-            bail!("the server child did not start: {line}");
-        }
-        let grpc = format!("http://{}", parts.next().context("grpc addr")?);
-        let http = format!("http://{}", parts.next().context("http addr")?);
-        let api = format!("http://{}", parts.next().context("api addr")?);
+        let ReadyChild {
+            child,
+            stdout,
+            urls,
+        } = spawn_ready(&mut cmd, 3)?;
+        let [grpc, http, api] = [0, 1, 2].map(|i| urls[i].clone());
         Ok(Self {
             child,
             _stdout: stdout,

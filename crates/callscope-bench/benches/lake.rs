@@ -12,15 +12,17 @@
 //! ```
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufReader, Write as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
 use callscope::{Config, Server};
-use callscope_bench::loadgen::{LoadOptions, Protocol, Report, Workload, run_load};
+use callscope_bench::{
+    child::{ReadyChild, spawn_ready},
+    loadgen::{LoadOptions, Protocol, Report, Workload, run_load},
+};
 use clap::Parser as _;
 
 #[derive(clap::Parser)]
@@ -88,23 +90,18 @@ struct Instance {
 
 impl Instance {
     fn start(config: &Path, maintenance_secs: u64) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("--serve-child")
-            .arg(config)
-            .envs(maintenance(maintenance_secs))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let mut parts = line.split_whitespace();
-        if parts.next() != Some("READY") {
-            bail!("an instance did not start: {line}");
-        }
-        let grpc = format!("http://{}", parts.next().context("grpc")?);
-        let api = format!("http://{}", parts.next().context("api")?);
+        let ReadyChild {
+            child,
+            stdout,
+            urls,
+        } = spawn_ready(
+            Command::new(std::env::current_exe()?)
+                .arg("--serve-child")
+                .arg(config)
+                .envs(maintenance(maintenance_secs)),
+            2,
+        )?;
+        let [grpc, api] = [0, 1].map(|i| urls[i].clone());
         Ok(Self {
             child,
             _stdout: stdout,
