@@ -533,9 +533,7 @@ impl Writer {
                 self.index.note(&logs);
                 self.metrics
                     .set_index_state(self.index.pending_records(), self.index.memory_bytes());
-                self.apply_paused_until = None;
-                self.acks.set_applied(last);
-                self.acks.set_acked(last);
+                self.applied_through(last, started, records, "Applied acknowledged units.");
                 if let Some(hub) = &self.hub {
                     // Streams hear of the records once they are committed, and before
                     // their senders do.
@@ -547,14 +545,6 @@ impl Writer {
                         let _ = r.to.send(Ok(r.receipt));
                     }
                 }
-                self.ready.store(true, Ordering::Relaxed);
-                self.metrics.record_apply(started.elapsed());
-                tracing::debug!(
-                    records,
-                    unit = last,
-                    apply_us = started.elapsed().as_micros(),
-                    "Applied acknowledged units."
-                );
             }
             Err(e) => {
                 if let Some(conn) = &self.conn {
