@@ -105,6 +105,18 @@ async fn resend(server: &Callscope, batch: &Batch) {
     panic!("a retry was never acknowledged");
 }
 
+/// The JSON answer to `request` sent as `tenant`.
+async fn answer(tenant: &str, request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
+        .bearer_auth(key_for(tenant))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `GET /v1/calls/{call_id}` on `server`: the call's `log_count`.
 async fn log_count(server: &Callscope, tenant: &str, call_id: &str) -> i64 {
     let resp = reqwest::Client::new()
@@ -285,25 +297,13 @@ async fn three_instances_serve_every_acknowledged_record_once() {
         let mut answers = Vec::new();
         for s in &servers {
             let http = reqwest::Client::new();
-            let calls: serde_json::Value = http
-                .get(s.api_url("/v1/calls?limit=100"))
-                .bearer_auth(key_for(tenant))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let mut search: serde_json::Value = http
-                .post(s.api_url("/v1/logs/search"))
-                .bearer_auth(key_for(tenant))
-                .json(&serde_json::json!({"size": 50, "sort_direction": "asc"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let calls = answer(tenant, http.get(s.api_url("/v1/calls?limit=100"))).await;
+            let mut search = answer(
+                tenant,
+                http.post(s.api_url("/v1/logs/search"))
+                    .json(&serde_json::json!({"size": 50, "sort_direction": "asc"})),
+            )
+            .await;
             search.as_object_mut().unwrap().remove("execution_time_ms");
             answers.push((calls, search));
         }

@@ -849,6 +849,19 @@ mod tests {
             .unwrap()
     }
 
+    /// The first page of `size` records containing `needle`, in `order`.
+    fn text_query(needle: &str, order: Order, size: u64) -> SearchQuery {
+        SearchQuery {
+            filter: SearchFilter {
+                text: Some(needle.into()),
+                ..SearchFilter::default()
+            },
+            order,
+            page: 0,
+            size,
+        }
+    }
+
     /// The blocks searches test for `tenant` (those in memory) are those in
     /// `search_blocks`, once the writer has no step under way.
     async fn held_as_stored(store: &Store, tenant: &'static str) {
@@ -1044,18 +1057,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .search(
-                        "acme",
-                        SearchQuery {
-                            filter: SearchFilter {
-                                text: Some(needle.into()),
-                                ..SearchFilter::default()
-                            },
-                            order: Order::Desc,
-                            page: 0,
-                            size: 10,
-                        },
-                    )
+                    .search("acme", text_query(needle, Order::Desc, 10))
                     .await
                     .unwrap()
                     .total_count
@@ -1167,18 +1169,7 @@ mod tests {
             "über",
         ] {
             let got = store
-                .search(
-                    "acme",
-                    SearchQuery {
-                        filter: SearchFilter {
-                            text: Some(needle.into()),
-                            ..SearchFilter::default()
-                        },
-                        order: Order::Asc,
-                        page: 0,
-                        size: 100,
-                    },
-                )
+                .search("acme", text_query(needle, Order::Asc, 100))
                 .await
                 .unwrap();
             let expect: Vec<_> = records
@@ -1221,18 +1212,7 @@ mod tests {
             .unwrap();
         assert!(oldest >= cut);
         let got = store
-            .search(
-                "acme",
-                SearchQuery {
-                    filter: SearchFilter {
-                        text: Some("order".into()),
-                        ..SearchFilter::default()
-                    },
-                    order: Order::Asc,
-                    page: 0,
-                    size: 5,
-                },
-            )
+            .search("acme", text_query("order", Order::Asc, 5))
             .await
             .unwrap();
         let expect = records
