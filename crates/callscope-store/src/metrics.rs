@@ -111,6 +111,13 @@ impl StoreMetrics {
         self.index_pending.load(Relaxed)
     }
 
+    /// Bytes of text index bitmaps held in memory for searches (see
+    /// `callscope_store_text_index_memory_bytes`).
+    #[must_use]
+    pub fn text_index_memory(&self) -> u64 {
+        self.index_memory.load(Relaxed)
+    }
+
     pub(crate) fn record_write_error(&self) {
         self.write_errors.fetch_add(1, Relaxed);
     }

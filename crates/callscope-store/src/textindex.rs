@@ -245,6 +245,8 @@ pub(crate) struct TextIndex {
     newest: i64,
     /// What searches test: kept equal to `search_blocks` by this side.
     bitmaps: Arc<Bitmaps>,
+    /// The bytes of bitmap `bitmaps` holds.
+    memory: u64,
 }
 
 impl TextIndex {
@@ -263,11 +265,12 @@ impl TextIndex {
             pending: HashMap::new(),
             newest: 0,
             bitmaps,
+            memory: 0,
         };
         if index.block_records == 0 {
             return Ok(index);
         }
-        index.bitmaps.load(conn)?;
+        index.memory = index.bitmaps.load(conn)?;
         let mut stmt = conn.prepare(
             "SELECT l.tenant, count(*), min(l.seq), max(l.seq) FROM logs l
              LEFT JOIN (SELECT tenant, max(seq_hi) AS hi FROM search_blocks GROUP BY tenant) b
@@ -353,7 +356,7 @@ impl TextIndex {
 
     /// The bytes of bitmap held in memory for searches.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        u64::try_from(self.bitmaps.bytes()).unwrap_or(u64::MAX)
+        self.memory
     }
 
     /// Records committed and not yet in a block, over all tenants.
@@ -452,17 +455,21 @@ impl TextIndex {
         }
         // After the commit: the memory holds what `search_blocks` holds, so a step that
         // failed leaves nothing behind that the next one would add again.
+        self.memory += (blocks.len() * BLOOM_BITS / 8) as u64;
         self.bitmaps.extend(
             &tenant,
-            blocks.into_iter().map(|b| Summary {
-                seq_lo: b.seq_lo,
-                seq_hi: b.seq_hi,
-                ts_lo: b.ts_lo,
-                ts_hi: b.ts_hi,
-                records: i64::try_from(b.records).unwrap_or(i64::MAX),
-                grams: b.bloom.bits.into_boxed_slice(),
-                hashes: Hashes::Four,
-            }),
+            blocks
+                .into_iter()
+                .map(|b| Summary {
+                    seq_lo: b.seq_lo,
+                    seq_hi: b.seq_hi,
+                    ts_lo: b.ts_lo,
+                    ts_hi: b.ts_hi,
+                    records: i64::try_from(b.records).unwrap_or(i64::MAX),
+                    grams: b.bloom.bits.into_boxed_slice(),
+                    hashes: Hashes::Four,
+                })
+                .collect(),
         );
         let left = p.records.saturating_sub(read);
         if left == 0 {
@@ -580,8 +587,9 @@ pub(crate) struct Bitmaps {
 }
 
 impl Bitmaps {
-    /// Replaces what is held with the blocks of `conn`'s file.
-    fn load(&self, conn: &Connection) -> Result<()> {
+    /// Replaces what is held with the blocks of `conn`'s file; returns the bytes of
+    /// bitmap now held.
+    fn load(&self, conn: &Connection) -> Result<u64> {
         let mut tenants: HashMap<String, Vec<Summary>> = HashMap::new();
         let mut stmt = conn.prepare(
             "SELECT tenant, seq_lo, seq_hi, ts_lo, ts_hi, records, grams, hashes
@@ -601,32 +609,20 @@ impl Bitmaps {
                 },
             ))
         })?;
+        let mut bytes = 0;
         for row in rows {
             let (tenant, block) = row?;
+            bytes += block.grams.len() as u64;
             tenants.entry(tenant).or_default().push(block);
         }
         *self.tenants.write() = tenants;
-        Ok(())
+        Ok(bytes)
     }
 
     /// Adds blocks just committed for `tenant` (they follow its others in `seq`).
-    fn extend(&self, tenant: &str, blocks: impl Iterator<Item = Summary>) {
+    fn extend(&self, tenant: &str, blocks: Vec<Summary>) {
         let mut tenants = self.tenants.write();
-        match tenants.get_mut(tenant) {
-            Some(held) => held.extend(blocks),
-            None => {
-                tenants.insert(tenant.to_owned(), blocks.collect());
-            }
-        }
-    }
-
-    /// The bytes of bitmap held, over all tenants.
-    fn bytes(&self) -> usize {
-        self.tenants
-            .read()
-            .values()
-            .flat_map(|blocks| blocks.iter().map(|b| b.grams.len()))
-            .sum()
+        tenants.entry(tenant.to_owned()).or_default().extend(blocks);
     }
 }
 
@@ -884,13 +880,24 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            if held() == stored {
+            // The gauge counts every tenant's blocks; these tests' other tenant has its
+            // blocks in the sum too.
+            let all: i64 = store
+                .read(|c| Ok(c.query_row("SELECT count(*) FROM search_blocks", [], |r| r.get(0))?))
+                .await
+                .unwrap();
+            let gauge = store.metrics().text_index_memory();
+            if held() == stored && gauge == all as u64 * (BLOOM_BITS / 8) as u64 {
                 return;
             }
             // A step committed between the two reads: ask again.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("in memory {:?}, stored {stored:?}", held());
+        panic!(
+            "in memory {:?}, stored {stored:?}, gauge {}",
+            held(),
+            store.metrics().text_index_memory()
+        );
     }
 
     async fn narrowed(store: &Store, tenant: &'static str, needle: String) -> Option<Narrowed> {

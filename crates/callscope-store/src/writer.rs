@@ -323,11 +323,7 @@ impl Writer {
                 // The last group may have committed before the instance failed.
                 self.journal.pending.store(true, Ordering::Release);
                 // Its records too: the index counts what waits from the file again.
-                if let Some(conn) = &self.conn
-                    && let Err(e) = self.index.reload(conn)
-                {
-                    tracing::warn!(error = %e, "Reading the text index's backlog failed.");
-                }
+                self.reload_index();
                 tracing::info!("Reopened the database.");
             }
             Err(e) => {
@@ -806,12 +802,21 @@ impl Writer {
         })();
         if result.is_err() {
             self.check_health();
-        } else if let Some(conn) = &self.conn
-            && let Err(e) = self.index.reload(conn)
-        {
-            tracing::warn!(error = %e, "Reading the text index's backlog failed.");
+        } else {
+            self.reload_index();
         }
         result
+    }
+
+    /// Reads the text index's state from the file again (its backlog and its blocks),
+    /// after a purge or a reopen changed what the file holds.
+    fn reload_index(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        if let Err(e) = self.index.reload(conn) {
+            tracing::warn!(error = %e, "Reading the text index's backlog failed.");
+        }
+        self.metrics
+            .set_index_state(self.index.pending_records(), self.index.memory_bytes());
     }
 }
 
